@@ -1,0 +1,1 @@
+"""voicefleet: realtime full-duplex voice with a streaming TTS worker fleet."""

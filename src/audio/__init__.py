@@ -1,0 +1,1 @@
+"""Shared audio primitives: PCM conversion, resampling, framing, loudness."""

@@ -1,0 +1,29 @@
+"""Conversion between float32 samples in [-1, 1] and signed 16-bit little-endian PCM."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+Samples = npt.NDArray[np.float32]
+
+_S16_SCALE = 32768.0
+
+
+class PcmFormatError(ValueError):
+    """PCM bytes that cannot be s16le (e.g. an odd number of bytes)."""
+
+
+def s16le_to_float(pcm: bytes) -> Samples:
+    """Decode s16le bytes into float32 samples in [-1, 1)."""
+    if len(pcm) % 2:
+        raise PcmFormatError(f"s16le PCM needs an even number of bytes, got {len(pcm)}")
+    ints = np.frombuffer(pcm, dtype="<i2")
+    return (ints.astype(np.float32) / _S16_SCALE).astype(np.float32)
+
+
+def float_to_s16le(samples: npt.NDArray[np.floating]) -> bytes:
+    """Encode float samples as s16le, clipping to the representable range."""
+    scaled = np.clip(np.rint(samples * _S16_SCALE), -32768, 32767)
+    encoded: bytes = scaled.astype("<i2").tobytes()
+    return encoded

@@ -1,0 +1,74 @@
+"""The `voicefleet` command line: one entry point, a subcommand per process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from voicefleet.settings import ConfigError
+from voicefleet.tts.errors import WorkerError
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from voicefleet.tts.config import load_worker_config, model_overrides
+    from voicefleet.tts.worker import serve
+
+    overrides: dict[str, Any] = model_overrides(args.adapter, args.model)
+    if args.port is not None:
+        overrides["port"] = args.port
+    if args.host is not None:
+        overrides["host"] = args.host
+    if args.name is not None:
+        overrides["name"] = args.name
+    if args.redis_url is not None:
+        overrides["registry"] = {"redis_url": args.redis_url or None}
+    config = load_worker_config(args.config, overrides)
+    _configure_logging(config.log_level)
+    asyncio.run(serve(config))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(prog="voicefleet", description="Realtime full-duplex voice.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    worker = commands.add_parser("worker", help="run a TTS worker (gRPC)")
+    worker.add_argument("--config", type=Path, help="worker YAML (e.g. configs/worker.yaml)")
+    worker.add_argument("--adapter", help="adapter for --model, or for a default model of its own")
+    worker.add_argument("--model", help="model id from the config, or a path to a model file")
+    worker.add_argument("--host", help="address to bind")
+    worker.add_argument("--port", type=int, help="gRPC port (0: any free port)")
+    worker.add_argument("--name", help="worker name in the registry")
+    worker.add_argument("--redis-url", help="registry Redis URL ('' to not register)")
+    worker.set_defaults(run=_worker)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `voicefleet` script."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except (ConfigError, WorkerError) as error:
+        print(f"voicefleet {args.command}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

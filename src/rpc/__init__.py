@@ -1,0 +1,1 @@
+"""The contracts between tiers: the gRPC ABI (tts.proto) and the Redis registry schema."""

@@ -1,0 +1,1 @@
+"""Stubs generated from tts.proto by ``make proto``; do not edit."""

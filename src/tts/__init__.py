@@ -1,0 +1,1 @@
+"""The TTS worker tier: gRPC servicer, model manager, adapters, registration."""

@@ -1,0 +1,33 @@
+"""TTS adapters, discovered through the ``voicefleet.tts_adapters`` entry-point group."""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+from voicefleet.tts.adapters.base import ModelSpec, TTSAdapter
+from voicefleet.tts.errors import ModelNotFound
+
+ENTRY_POINT_GROUP = "voicefleet.tts_adapters"
+
+
+def adapter_classes() -> dict[str, type[TTSAdapter]]:
+    """Every installed adapter class by entry-point name."""
+    found: dict[str, type[TTSAdapter]] = {}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        cls = entry.load()
+        if not (isinstance(cls, type) and issubclass(cls, TTSAdapter)):
+            raise TypeError(f"entry point {entry.name!r} ({entry.value}) is not a TTSAdapter")
+        found[entry.name] = cls
+    return found
+
+
+def create_adapter(spec: ModelSpec) -> TTSAdapter:
+    """Instantiate (not load) the adapter a model spec names."""
+    classes = adapter_classes()
+    if spec.adapter not in classes:
+        known = ", ".join(sorted(classes)) or "none installed"
+        raise ModelNotFound(f"model {spec.id!r}: unknown adapter {spec.adapter!r} (known: {known})")
+    return classes[spec.adapter](spec)
+
+
+__all__ = ["ENTRY_POINT_GROUP", "ModelSpec", "TTSAdapter", "adapter_classes", "create_adapter"]

@@ -1,0 +1,139 @@
+"""The worker's configuration: one pydantic model, loaded from YAML (configs/worker.yaml),
+overridable by VOICEFLEET_WORKER__KEY environment variables, REDIS_URL and CLI flags."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from voicefleet.rpc.registry import DEFAULT_PREFIX
+from voicefleet.settings import load_config
+from voicefleet.tts.adapters.base import ModelSpec
+
+ENV_PREFIX = "VOICEFLEET_WORKER"
+BUNDLED_PIPER_ID = "en_US-joe-medium"
+
+
+def _default_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _default_models() -> list[ModelSpec]:
+    return [ModelSpec(id=BUNDLED_PIPER_ID, adapter="piper", languages=("en-US",))]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelManagerConfig(_Section):
+    """Residency policy."""
+
+    ttl_s: float = Field(600.0, gt=0, description="evict a model unused for this long")
+    resident_cap: int = Field(2, ge=1, description="most models resident at once")
+    evict_interval_s: float = Field(5.0, gt=0, description="how often eviction runs")
+    pin_default: bool = Field(True, description="never evict the default model")
+
+
+class LoudnessConfig(_Section):
+    """Output loudness."""
+
+    target_lufs: float = Field(-16.0, le=0)
+    ceiling_dbfs: float = Field(
+        -1.5, le=0, description="sample-peak ceiling (true peak stays <= -1)"
+    )
+
+
+class RegistryConfig(_Section):
+    """Redis registration."""
+
+    redis_url: str | None = Field("redis://127.0.0.1:6379/0", description="null: do not register")
+    key_prefix: str = DEFAULT_PREFIX
+    heartbeat_s: float = Field(1.0, gt=0)
+    record_ttl_s: float = Field(3.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ttl_outlives_heartbeat(self) -> Self:
+        if self.record_ttl_s <= self.heartbeat_s:
+            raise ValueError("record_ttl_s must be longer than heartbeat_s")
+        return self
+
+
+class LimitsConfig(_Section):
+    """What one worker accepts."""
+
+    max_sessions: int = Field(16, ge=1)
+    max_chunk_chars: int = Field(4_000, ge=1, description="longest single TextChunk")
+    max_stream_chars: int = Field(100_000, ge=1, description="most text in one Synthesize stream")
+    session_idle_s: float = Field(300.0, gt=0, description="end sessions idle this long")
+
+
+class WorkerConfig(_Section):
+    """Everything `voicefleet worker` needs."""
+
+    name: str = Field(default_factory=_default_name, min_length=1, pattern=r"^[A-Za-z0-9._:-]+$")
+    host: str = "127.0.0.1"
+    port: int = Field(50051, ge=0, le=65535)
+    advertise_address: str | None = Field(
+        None, description="host:port others dial; default host:port"
+    )
+    max_lead_ms: int = Field(200, ge=20, description="audio sent ahead of real time, at most")
+    synthesis_threads: int = Field(2, ge=1, description="segments synthesized at once")
+    drain_s: float = Field(10.0, ge=0, description="grace for open streams on SIGTERM")
+    default_model: str = BUNDLED_PIPER_ID
+    models: list[ModelSpec] = Field(default_factory=_default_models)
+    model_manager: ModelManagerConfig = ModelManagerConfig()
+    loudness: LoudnessConfig = LoudnessConfig()
+    registry: RegistryConfig = RegistryConfig()
+    limits: LimitsConfig = LimitsConfig()
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _default_model_in_catalog(self) -> Self:
+        ids = [spec.id for spec in self.models]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"duplicate model ids in models: {ids}")
+        if self.default_model not in ids:
+            raise ValueError(f"default_model {self.default_model!r} is not in models ({ids})")
+        return self
+
+    def address(self, bound_port: int) -> str:
+        """The address to advertise in the registry."""
+        if self.advertise_address:
+            return self.advertise_address
+        host = socket.gethostname() if self.host in ("0.0.0.0", "::", "[::]") else self.host
+        return f"{host}:{bound_port}"
+
+
+def model_overrides(adapter: str | None, model: str | None) -> dict[str, Any]:
+    """Turn --adapter/--model flags into config overrides.
+
+    --model names a catalog id, or a path to a model file (which becomes a catalog entry whose
+    id is the file's stem); --adapter alone makes that adapter's model the default.
+    """
+    if model is None and adapter is None:
+        return {}
+    if model is not None and not Path(model).suffix:
+        return {"default_model": model}
+    spec_id = Path(model).name.removesuffix(".onnx") if model else (adapter or "model")
+    spec: dict[str, Any] = {"id": spec_id, "adapter": adapter or "piper"}
+    if model:
+        spec["path"] = model
+    return {"models": [spec], "default_model": spec_id}
+
+
+def load_worker_config(path: Path | None, overrides: dict[str, Any] | None = None) -> WorkerConfig:
+    """Load the worker config: YAML < env (and REDIS_URL) < flags."""
+    merged: dict[str, Any] = {}
+    if os.environ.get("REDIS_URL"):
+        merged["registry"] = {"redis_url": os.environ["REDIS_URL"]}
+    for key, value in (overrides or {}).items():
+        if key == "registry" and "registry" in merged:
+            merged["registry"].update(value)
+        else:
+            merged[key] = value
+    return load_config(WorkerConfig, path, env_prefix=ENV_PREFIX, overrides=merged)

@@ -1,0 +1,91 @@
+"""Keeps this worker's record in the Redis registry: join, heartbeat, leave.
+
+If Redis is unreachable the worker keeps serving; the heartbeat keeps trying and announces a
+fresh join once Redis answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from voicefleet.rpc.registry import (
+    FleetEvent,
+    RegistryKeys,
+    WorkerRecord,
+    delete_record,
+    publish_event,
+    write_record,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Registrar:
+    """Writes the worker record every heartbeat until stopped."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        keys: RegistryKeys,
+        record: Callable[[], WorkerRecord],
+        heartbeat_s: float,
+        ttl_s: float,
+    ) -> None:
+        self.keys = keys
+        self.heartbeat_s = heartbeat_s
+        self.ttl_s = ttl_s
+        self.registered = False
+        self._record = record
+        self._redis: Redis = Redis.from_url(
+            redis_url,
+            socket_timeout=max(0.5, heartbeat_s),
+            socket_connect_timeout=max(0.5, heartbeat_s),
+        )
+
+    async def beat(self) -> bool:
+        """Write the record once; announce a join when (re)registering. False if Redis failed."""
+        record = self._record()
+        try:
+            await write_record(self._redis, self.keys, record, self.ttl_s)
+            if not self.registered:
+                await publish_event(
+                    self._redis,
+                    self.keys,
+                    FleetEvent(event="join", name=record.name, address=record.address),
+                )
+                log.info("registered %s at %s in the registry", record.name, record.address)
+            self.registered = True
+        except (RedisError, OSError) as error:
+            if self.registered:
+                log.warning("registry unreachable (%s); still serving, will re-register", error)
+            self.registered = False
+        return self.registered
+
+    async def run(self) -> None:
+        """Heartbeat until cancelled."""
+        while True:
+            await self.beat()
+            await asyncio.sleep(self.heartbeat_s)
+
+    async def leave(self) -> None:
+        """Delete the record and announce the leave (clean shutdown)."""
+        record = self._record()
+        try:
+            await delete_record(self._redis, self.keys, record.name)
+            await publish_event(
+                self._redis,
+                self.keys,
+                FleetEvent(event="leave", name=record.name, address=record.address),
+            )
+            log.info("deregistered %s", record.name)
+        except (RedisError, OSError) as error:
+            log.warning(
+                "could not deregister (%s); the record expires in %.0f s", error, self.ttl_s
+            )
+        finally:
+            await self._redis.aclose()

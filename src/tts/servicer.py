@@ -1,0 +1,283 @@
+"""The gRPC servicer: the TTS ABI on top of sessions, streams and the model manager.
+
+Every RPC runs inside one error boundary: a WorkerError becomes its status code with its
+message; anything else is logged with a traceback and answered INTERNAL with a short message.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Executor
+from typing import Any, TypeVar
+
+import grpc
+
+from voicefleet.audio.format import FRAME_MS, FRAME_SAMPLES, OUTPUT_SAMPLE_RATE
+from voicefleet.rpc.generated import tts_pb2, tts_pb2_grpc
+from voicefleet.rpc.registry import WorkerCapabilities
+from voicefleet.tts.adapters import adapter_classes
+from voicefleet.tts.errors import InvalidRequest, SessionBusy, WorkerError
+from voicefleet.tts.models import ModelManager, ModelStatus
+from voicefleet.tts.session import SessionTable, WorkerSession
+from voicefleet.tts.stats import WorkerStats
+from voicefleet.tts.stream import StreamSettings, SynthesisStream
+
+log = logging.getLogger(__name__)
+
+ResponseT = TypeVar("ResponseT")
+
+OUTPUT_FORMAT = tts_pb2.AudioFormat(
+    sample_rate=OUTPUT_SAMPLE_RATE,
+    channels=1,
+    frame_samples=FRAME_SAMPLES,
+    frame_ms=FRAME_MS,
+    encoding=tts_pb2.AUDIO_ENCODING_PCM_S16LE,
+)
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: Exception, rpc: str) -> None:
+    if isinstance(error, WorkerError):
+        log.info("%s: %s: %s", rpc, error.status.name, error)
+        await context.abort(error.status, str(error))
+    log.exception("%s failed", rpc)
+    await context.abort(
+        grpc.StatusCode.INTERNAL, f"{rpc} failed: internal error ({type(error).__name__})"
+    )
+
+
+def unary_boundary(
+    method: Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[ResponseT]],
+) -> Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[ResponseT]]:
+    """Map exceptions of a unary RPC to status codes."""
+
+    @functools.wraps(method)
+    async def wrapper(
+        self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ResponseT:
+        try:
+            return await method(self, request, context)
+        except Exception as error:
+            await _abort(context, error, method.__name__)
+            raise  # unreachable: abort raises
+
+    return wrapper
+
+
+def model_info(status: ModelStatus) -> tts_pb2.ModelInfo:
+    """A ModelStatus as the proto message."""
+    return tts_pb2.ModelInfo(
+        model_id=status.spec.id,
+        adapter=status.spec.adapter,
+        resident=status.resident,
+        refcount=status.refcount,
+        languages=list(status.spec.languages),
+        native_sample_rate=status.native_sample_rate,
+        load_ms=status.load_ms,
+    )
+
+
+class TTSServicer(tts_pb2_grpc.TTSServicer):
+    """Implements tts.proto for one worker."""
+
+    def __init__(
+        self,
+        worker_name: str,
+        models: ModelManager,
+        sessions: SessionTable,
+        executor: Executor,
+        settings: StreamSettings,
+        stats: WorkerStats,
+    ) -> None:
+        self.worker_name = worker_name
+        self.models = models
+        self.sessions = sessions
+        self.stats = stats
+        self._executor = executor
+        self._settings = settings
+        self._capabilities = self._derive_capabilities()
+
+    # -- sessions ------------------------------------------------------------------------
+
+    @unary_boundary
+    async def StartSession(
+        self, request: tts_pb2.StartSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> tts_pb2.StartSessionResponse:
+        """Acquire the model and open the session."""
+        self.sessions.reserve(request.session_id)
+        spec = self.models.resolve(request.model_id)
+        if request.language and not _speaks(spec.languages, request.language):
+            raise InvalidRequest(
+                f"model {spec.id!r} speaks {', '.join(spec.languages)}, not {request.language!r}"
+            )
+        model = await self.models.acquire(spec.id)
+        try:
+            options = model.adapter.parse_options(request.voice, dict(request.options))
+            self.sessions.add(WorkerSession(request.session_id, spec.id, options))
+        except BaseException:
+            self.models.release(spec.id)
+            raise
+        log.info("session %s started on model %s", request.session_id, spec.id)
+        return tts_pb2.StartSessionResponse(
+            session_id=request.session_id,
+            model_id=spec.id,
+            format=OUTPUT_FORMAT,
+            worker_name=self.worker_name,
+        )
+
+    @unary_boundary
+    async def EndSession(
+        self, request: tts_pb2.EndSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> tts_pb2.EndSessionResponse:
+        """Stop any stream and release the model."""
+        session = self.end_session(request.session_id)
+        return tts_pb2.EndSessionResponse(session_id=session.id, frames_sent=session.frames_sent)
+
+    def end_session(self, session_id: str) -> WorkerSession:
+        """Close one session (also used by the idle reaper and shutdown)."""
+        session = self.sessions.remove(session_id)
+        if session.stream is not None:
+            session.stream.stop()
+        self.models.release(session.model_id)
+        log.info("session %s ended after %d frames", session.id, session.frames_sent)
+        return session
+
+    # -- streaming -----------------------------------------------------------------------
+
+    async def Synthesize(
+        self,
+        request_iterator: AsyncIterator[tts_pb2.TextChunk],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[tts_pb2.AudioFrame]:
+        """Text chunks in, paced frames out."""
+        stream: SynthesisStream | None = None
+        try:
+            first = await anext(request_iterator, None)
+            if first is None:
+                raise InvalidRequest("Synthesize needs at least one TextChunk")
+            session = self.sessions.get(first.session_id)
+            if session.stream is not None:
+                raise SessionBusy(f"session {session.id!r} is already synthesizing; STOP it first")
+            stream = SynthesisStream(
+                session, self.models.adapter, self._executor, self._settings, self.stats
+            )
+            session.stream = stream
+            session.touch()
+            async for frame in stream.run(first, request_iterator):
+                yield frame
+        except Exception as error:
+            await _abort(context, error, "Synthesize")
+        finally:
+            if stream is not None and stream.session.stream is stream:
+                stream.session.stream = None
+                stream.session.touch()
+
+    @unary_boundary
+    async def Control(
+        self, request: tts_pb2.ControlRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> tts_pb2.ControlResponse:
+        """PAUSE / RESUME / STOP act on the session's current stream; RELOAD on its model."""
+        session = self.sessions.get(request.session_id)
+        session.touch()
+        stream = session.stream
+        command = request.command
+        if command == tts_pb2.CONTROL_COMMAND_RELOAD:
+            await self.models.reload(session.model_id)
+        elif command not in (
+            tts_pb2.CONTROL_COMMAND_PAUSE,
+            tts_pb2.CONTROL_COMMAND_RESUME,
+            tts_pb2.CONTROL_COMMAND_STOP,
+        ):
+            raise InvalidRequest(f"unknown control command {command}")
+        elif stream is not None:
+            if command == tts_pb2.CONTROL_COMMAND_PAUSE:
+                stream.control.pause()
+            elif command == tts_pb2.CONTROL_COMMAND_RESUME:
+                stream.control.resume()
+            else:
+                stream.stop()
+                session.stream = None
+        return tts_pb2.ControlResponse(
+            session_id=session.id,
+            command=command,
+            state=stream.state
+            if session.stream is not None and stream
+            else tts_pb2.SESSION_STATE_IDLE,
+            frames_sent=stream.frames_sent if stream else 0,
+        )
+
+    # -- models and capabilities ---------------------------------------------------------
+
+    @unary_boundary
+    async def ListModels(
+        self, request: tts_pb2.ListModelsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> tts_pb2.ListModelsResponse:
+        """The catalog with residency."""
+        return tts_pb2.ListModelsResponse(
+            models=[model_info(s) for s in self.models.status()],
+            default_model_id=self.models.default_model_id,
+        )
+
+    @unary_boundary
+    async def LoadModel(
+        self, request: tts_pb2.LoadModelRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> tts_pb2.LoadModelResponse:
+        """Make a model resident."""
+        if not request.model_id:
+            raise InvalidRequest("LoadModel needs a model_id")
+        _, loaded_now = await self.models.ensure_loaded(request.model_id)
+        return tts_pb2.LoadModelResponse(model=self._info(request.model_id), loaded_now=loaded_now)
+
+    @unary_boundary
+    async def UnloadModel(
+        self, request: tts_pb2.UnloadModelRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> tts_pb2.UnloadModelResponse:
+        """Drop a resident model no session uses."""
+        if not request.model_id:
+            raise InvalidRequest("UnloadModel needs a model_id")
+        unloaded = await self.models.unload(request.model_id)
+        return tts_pb2.UnloadModelResponse(
+            model=self._info(request.model_id), unloaded_now=unloaded
+        )
+
+    def _info(self, model_id: str) -> tts_pb2.ModelInfo:
+        return next(model_info(s) for s in self.models.status() if s.spec.id == model_id)
+
+    @unary_boundary
+    async def GetCapabilities(
+        self, request: tts_pb2.GetCapabilitiesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> tts_pb2.GetCapabilitiesResponse:
+        """The capability record."""
+        caps = self.capabilities()
+        return tts_pb2.GetCapabilitiesResponse(
+            worker_name=self.worker_name,
+            capabilities=tts_pb2.Capabilities(**caps.model_dump()),
+            resident_models=self.models.resident_ids,
+            available_models=sorted(self.models.catalog),
+            active_sessions=len(self.sessions),
+            max_sessions=self.sessions.max_sessions,
+        )
+
+    def capabilities(self) -> WorkerCapabilities:
+        """What this worker can do (fixed by its catalog)."""
+        return self._capabilities
+
+    def _derive_capabilities(self) -> WorkerCapabilities:
+        """Union of what the catalog's adapters can do."""
+        classes = adapter_classes()
+        specs = list(self.models.catalog.values())
+        caps = [classes[s.adapter].capabilities for s in specs if s.adapter in classes]
+        return WorkerCapabilities(
+            streaming=any(c.streaming for c in caps),
+            zero_shot=any(c.zero_shot for c in caps),
+            lora=any(c.lora for c in caps),
+            cpu_ok=any(c.cpu_ok for c in caps),
+            languages=sorted({lang for s in specs for lang in s.languages}),
+            emotive_zero_prompt=any(c.emotive_zero_prompt for c in caps),
+        )
+
+
+def _speaks(languages: tuple[str, ...], wanted: str) -> bool:
+    wanted = wanted.lower()
+    return any(lang.lower() == wanted or lang.lower().split("-")[0] == wanted for lang in languages)

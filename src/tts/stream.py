@@ -1,0 +1,315 @@
+"""One Synthesize call: text chunks in, paced 20 ms frames out, obeying PAUSE/RESUME/STOP.
+
+Three cooperating parts:
+- the text reader validates chunks and cuts them into segments as they arrive;
+- the renderer synthesizes each segment on a worker thread and turns it into frames
+  (OutputChain), handing frames to the event loop as soon as each adapter chunk is done;
+- the sender (the response generator) releases frames no more than `max_lead_ms` ahead of real
+  time, and checks PAUSE/STOP immediately before each frame, so a command takes effect on the
+  next frame boundary however much audio is buffered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+from voicefleet.audio.format import FRAME_MS, FRAME_SAMPLES, OUTPUT_SAMPLE_RATE
+from voicefleet.audio.output import OutputChain
+from voicefleet.rpc.generated import tts_pb2
+from voicefleet.tts.adapters.base import TTSAdapter
+from voicefleet.tts.errors import InvalidRequest, SynthesisFailed, WorkerError
+from voicefleet.tts.segmenter import TextSegmenter
+from voicefleet.tts.session import StreamControl, WorkerSession
+from voicefleet.tts.stats import WorkerStats
+
+log = logging.getLogger(__name__)
+
+_FRAME_S = FRAME_MS / 1000
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """Per-stream limits and output settings (from the worker config)."""
+
+    max_lead_ms: int
+    max_chunk_chars: int
+    max_stream_chars: int
+    target_lufs: float
+    ceiling_dbfs: float
+
+
+@dataclass(frozen=True)
+class _Frame:
+    pcm: bytes
+    segment: int
+    final: bool = False
+
+
+class _Wake:
+    """Queue item that only wakes the sender (STOP or an error)."""
+
+
+class PacingClock:
+    """Lets frames go at most `lead_s` ahead of real time, without catch-up bursts."""
+
+    def __init__(self, lead_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.lead_s = lead_s
+        self._clock = clock
+        self._start: float | None = None
+        self._sent_s = 0.0
+
+    def delay(self) -> float:
+        """Seconds to wait before the next frame may leave (<= 0: now)."""
+        now = self._clock()
+        if self._start is None:
+            self._start = now
+        ahead = self._sent_s - (now - self._start)
+        if ahead < 0:
+            # Behind real time (synthesis stalled, or a pause): restart the clock here so the
+            # listener's buffer refills by at most the lead, never by a burst of the backlog.
+            self._start = now - self._sent_s
+            ahead = 0.0
+        return ahead - self.lead_s
+
+    def sent(self) -> None:
+        """Account one frame sent."""
+        self._sent_s += _FRAME_S
+
+
+class SynthesisStream:
+    """Runs one Synthesize call for one session."""
+
+    def __init__(
+        self,
+        session: WorkerSession,
+        adapter_for: Callable[[str], TTSAdapter],
+        executor: Executor,
+        settings: StreamSettings,
+        stats: WorkerStats,
+    ) -> None:
+        self.session = session
+        self.control = StreamControl()
+        self.frames_sent = 0
+        self._adapter_for = adapter_for
+        self._executor = executor
+        self._settings = settings
+        self._stats = stats
+        self._loop = asyncio.get_running_loop()
+        self._segments: asyncio.Queue[str | None] = asyncio.Queue()
+        self._frames: asyncio.Queue[_Frame | _Wake] = asyncio.Queue()
+        self._cancelled = threading.Event()
+        self._error: WorkerError | None = None
+        self._first_text_at: float | None = None
+        self._first_frame_sent = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def state(self) -> tts_pb2.SessionState.ValueType:
+        """STREAMING or PAUSED."""
+        return (
+            tts_pb2.SESSION_STATE_PAUSED if self.control.paused else tts_pb2.SESSION_STATE_STREAMING
+        )
+
+    def stop(self) -> None:
+        """STOP: drop pending text and audio; the sender ends the stream cleanly."""
+        self.control.stop()
+        self._cancelled.set()
+        self._frames.put_nowait(_Wake())
+
+    async def run(
+        self, first: tts_pb2.TextChunk, rest: AsyncIterator[tts_pb2.TextChunk]
+    ) -> AsyncIterator[tts_pb2.AudioFrame]:
+        """The response stream of Synthesize."""
+        self._stats.active_streams += 1
+        self._tasks = [
+            asyncio.create_task(self._read_text(first, rest)),
+            asyncio.create_task(self._render()),
+        ]
+        try:
+            async for frame in self._send():
+                yield frame
+        finally:
+            self._cancelled.set()
+            for task in self._tasks:
+                task.cancel()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            self._stats.queue_depth -= self._segments.qsize()
+            self._stats.active_streams -= 1
+
+    def _fail(self, error: WorkerError) -> None:
+        if self._error is None:
+            self._error = error
+        self._cancelled.set()
+        self._frames.put_nowait(_Wake())
+
+    # -- text reader ---------------------------------------------------------------------
+
+    async def _read_text(
+        self, first: tts_pb2.TextChunk, rest: AsyncIterator[tts_pb2.TextChunk]
+    ) -> None:
+        segmenter = TextSegmenter()
+        expected, total = 0, 0
+        chunk: tts_pb2.TextChunk | None = first
+        try:
+            while chunk is not None:
+                self._check_chunk(chunk, expected, total)
+                expected += 1
+                total += len(chunk.text)
+                if self._first_text_at is None and chunk.text.strip():
+                    self._first_text_at = time.perf_counter()
+                self._queue_segments(segmenter.push(chunk.text))
+                if chunk.end_of_input:
+                    break
+                chunk = await anext(rest, None)
+            # A client that closes its side without end_of_input still gets its audio.
+            self._queue_segments(segmenter.flush())
+            self._segments.put_nowait(None)
+        except WorkerError as error:
+            self._fail(error)
+
+    def _check_chunk(self, chunk: tts_pb2.TextChunk, expected: int, total: int) -> None:
+        limits = self._settings
+        if chunk.session_id != self.session.id:
+            raise InvalidRequest(
+                f"chunk {chunk.sequence} is for session {chunk.session_id!r}, "
+                f"this stream is {self.session.id!r}"
+            )
+        if chunk.sequence != expected:
+            raise InvalidRequest(
+                f"chunk sequence {chunk.sequence} out of order (expected {expected})"
+            )
+        if not chunk.text.strip() and not chunk.end_of_input:
+            raise InvalidRequest(f"chunk {chunk.sequence} has no text and does not end the input")
+        if len(chunk.text) > limits.max_chunk_chars:
+            raise InvalidRequest(
+                f"chunk {chunk.sequence} has {len(chunk.text)} characters "
+                f"(max {limits.max_chunk_chars})"
+            )
+        if total + len(chunk.text) > limits.max_stream_chars:
+            raise InvalidRequest(f"stream text exceeds {limits.max_stream_chars} characters")
+
+    def _queue_segments(self, segments: list[str]) -> None:
+        for segment in segments:
+            self._stats.queue_depth += 1
+            self._segments.put_nowait(segment)
+
+    # -- renderer ------------------------------------------------------------------------
+
+    async def _render(self) -> None:
+        chain: OutputChain | None = None
+        index = 0
+        while (segment := await self._segments.get()) is not None:
+            self._stats.queue_depth -= 1
+            if index == 1:
+                # Two cores: let the first frame leave before the next segment takes the CPU.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.05):
+                        await self._first_frame_sent.wait()
+            adapter = self._adapter_for(self.session.model_id)
+            if chain is None or chain.native_rate != adapter.sample_rate:
+                chain = self._new_chain(adapter, chain, index)
+            try:
+                await self._loop.run_in_executor(
+                    self._executor, self._render_segment, adapter, chain, segment, index
+                )
+            except WorkerError as error:
+                self._fail(error)
+                return
+            except Exception as error:
+                log.exception("session %s: synthesis failed", self.session.id)
+                self._fail(SynthesisFailed(f"synthesis failed on segment {index}: {error}"))
+                return
+            index += 1
+        tail = chain.finish() if chain is not None else [bytes(FRAME_SAMPLES * 2)]
+        last = len(tail) - 1
+        for position, pcm in enumerate(tail):
+            self._frames.put_nowait(_Frame(pcm, max(index - 1, 0), final=position == last))
+
+    def _new_chain(self, adapter: TTSAdapter, old: OutputChain | None, index: int) -> OutputChain:
+        if old is not None:  # a RELOAD changed the native rate: close the old chain cleanly
+            for pcm in old.finish():
+                self._frames.put_nowait(_Frame(pcm, index))
+        settings = self._settings
+        return OutputChain(adapter.sample_rate, settings.target_lufs, settings.ceiling_dbfs)
+
+    def _render_segment(
+        self, adapter: TTSAdapter, chain: OutputChain, text: str, index: int
+    ) -> None:
+        """Worker thread: synthesize one segment, handing frames over chunk by chunk."""
+        started = time.perf_counter()
+        audio_s = 0.0
+        for chunk in adapter.synthesize(text, self.session.options):
+            if self._cancelled.is_set():
+                return
+            audio_s += chunk.size / adapter.sample_rate
+            frames = [_Frame(pcm, index) for pcm in chain.render(chunk)]
+            self._loop.call_soon_threadsafe(self._deliver, frames)
+        self._stats_later(time.perf_counter() - started, audio_s)
+
+    def _stats_later(self, compute_s: float, audio_s: float) -> None:
+        self._loop.call_soon_threadsafe(self._stats.record_synthesis, compute_s, audio_s)
+
+    def _deliver(self, frames: list[_Frame]) -> None:
+        if self._cancelled.is_set():
+            return
+        for frame in frames:
+            self._frames.put_nowait(frame)
+
+    # -- sender --------------------------------------------------------------------------
+
+    async def _send(self) -> AsyncIterator[tts_pb2.AudioFrame]:
+        clock = PacingClock(self._settings.max_lead_ms / 1000)
+        while True:
+            item = await self._frames.get()
+            if not await self._sendable(clock):
+                return
+            if isinstance(item, _Wake):
+                continue
+            yield tts_pb2.AudioFrame(
+                session_id=self.session.id,
+                sequence=self.frames_sent,
+                pcm=item.pcm,
+                sample_rate=OUTPUT_SAMPLE_RATE,
+                frame_ms=FRAME_MS,
+                final=item.final,
+                segment_index=item.segment,
+            )
+            if self.frames_sent == 0:
+                self._first_frame_sent.set()
+                if self._first_text_at is not None:
+                    elapsed_ms = (time.perf_counter() - self._first_text_at) * 1000
+                    self._stats.record_first_audio(elapsed_ms)
+            self.frames_sent += 1
+            self.session.frames_sent += 1
+            self._stats.frames_sent += 1
+            clock.sent()
+            if item.final:
+                return
+
+    async def _sendable(self, clock: PacingClock) -> bool:
+        """Wait out PAUSE and pacing; False once stopped. Raises the stream's error."""
+        control = self.control
+        while True:
+            control.changed.clear()
+            if self._error is not None:
+                raise self._error
+            if control.stopped:
+                return False
+            if control.paused:
+                await control.changed.wait()
+                continue
+            delay = clock.delay()
+            if delay <= 0:
+                return True
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await control.changed.wait()

@@ -1,0 +1,202 @@
+"""A real Piper worker over real gRPC: framing, streaming, PAUSE/RESUME/STOP, loudness."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+import numpy as np
+import pytest
+
+from tests.worker_process import WorkerProcess
+from voicefleet.audio.loudness import integrated_lufs, true_peak_dbfs
+from voicefleet.audio.pcm import s16le_to_float
+from voicefleet.rpc.generated import tts_pb2
+from voicefleet.rpc.tts_client import PAUSE, RELOAD, RESUME, STOP, TTSClient
+from voicefleet.tts.adapters import ModelSpec
+from voicefleet.tts.adapters.base import SynthesisOptions
+from voicefleet.tts.adapters.piper import PiperAdapter
+
+THREE_SENTENCES = (
+    "Good morning, and welcome to the voice fleet demo. "
+    "This sentence makes the text take a while to synthesize. "
+    "The third one makes the reply much longer than its first clause."
+)
+DETERMINISTIC = {"noise_scale": "0", "noise_w_scale": "0"}
+_ids = itertools.count()
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{next(_ids)}-{time.monotonic_ns()}"
+
+
+@pytest.fixture
+async def client(piper_worker: WorkerProcess) -> TTSClient:
+    async with TTSClient(piper_worker.address) as tts:
+        yield tts  # type: ignore[misc]
+
+
+async def collect(client: TTSClient, session_id: str, texts: list[str]) -> list[tts_pb2.AudioFrame]:
+    return [frame async for frame in client.synthesize(session_id, texts)]
+
+
+async def test_frames_are_exact_20ms_and_numbered(client: TTSClient) -> None:
+    sid = new_id("frames")
+    started = await client.start_session(sid)
+    assert (started.format.sample_rate, started.format.frame_samples) == (48_000, 960)
+    frames = await collect(client, sid, ["Hello there, this is one short reply."])
+    assert len(frames) > 50
+    assert {len(f.pcm) for f in frames} == {1920}
+    assert [f.sequence for f in frames] == list(range(len(frames)))
+    assert [f.final for f in frames] == [False] * (len(frames) - 1) + [True]
+    assert {(f.sample_rate, f.frame_ms, f.session_id) for f in frames} == {(48_000, 20, sid)}
+    ended = await client.end_session(sid)
+    assert ended.frames_sent == len(frames)
+
+
+async def test_first_frame_arrives_before_the_text_is_fully_synthesized(client: TTSClient) -> None:
+    adapter = PiperAdapter(ModelSpec(id="joe", adapter="piper", options={"threads": 2}))
+    adapter.load()
+    adapter.warm_up()
+    full_ms = []
+    for _ in range(3):
+        began = time.perf_counter()
+        for _chunk in adapter.synthesize(THREE_SENTENCES, SynthesisOptions()):
+            pass
+        full_ms.append((time.perf_counter() - began) * 1000)
+    first_ms = []
+    for _ in range(3):
+        sid = new_id("first")
+        await client.start_session(sid)
+        began = time.perf_counter()
+        await anext(aiter(client.synthesize(sid, [THREE_SENTENCES])))
+        first_ms.append((time.perf_counter() - began) * 1000)
+        await client.control(sid, STOP)
+        await client.end_session(sid)
+    # The first clause is ~1/6 of the text: even on a loaded 2-core machine it comes well ahead.
+    assert min(first_ms) < 0.6 * min(full_ms), (first_ms, full_ms)
+
+
+async def test_text_streamed_token_by_token_starts_speaking_before_input_ends(
+    client: TTSClient,
+) -> None:
+    sid = new_id("tokens")
+    await client.start_session(sid)
+    input_done = asyncio.Event()
+
+    async def tokens():  # type: ignore[no-untyped-def]
+        for word in "Right, here is a reply that an LLM streams word by word.".split():
+            yield word + " "
+        await asyncio.sleep(1.0)  # the model is still "thinking"
+        input_done.set()
+        yield "The end."
+
+    frames = aiter(client.synthesize(sid, tokens()))
+    first = await anext(frames)
+    assert isinstance(first, tts_pb2.AudioFrame)
+    assert not input_done.is_set(), "audio must start while text is still arriving"
+    rest = [frame async for frame in frames]
+    assert rest[-1].final and input_done.is_set()
+    await client.end_session(sid)
+
+
+class Consumer:
+    """Reads one call in the background, remembering how many frames arrived."""
+
+    def __init__(self, client: TTSClient, sid: str) -> None:
+        self.frames: list[tts_pb2.AudioFrame] = []
+        self.task = asyncio.create_task(self._read(client, sid))
+
+    @property
+    def count(self) -> int:
+        return len(self.frames)
+
+    async def _read(self, client: TTSClient, sid: str) -> None:
+        async for frame in client.synthesize(sid, [THREE_SENTENCES]):
+            self.frames.append(frame)
+
+
+async def test_pause_holds_frames_and_resume_loses_nothing(client: TTSClient) -> None:
+    reference_id, paused_id = new_id("ref"), new_id("paused")
+    for sid in (reference_id, paused_id):
+        await client.start_session(sid, options=DETERMINISTIC)
+    reference_task = asyncio.create_task(collect(client, reference_id, [THREE_SENTENCES]))
+    reader = Consumer(client, paused_id)
+    while len(reader.frames) < 25:
+        await asyncio.sleep(0.005)
+    ack = await client.control(paused_id, PAUSE)
+    at_ack = len(reader.frames)
+    assert ack.state == tts_pb2.SESSION_STATE_PAUSED
+    await asyncio.sleep(0.6)
+    assert len(reader.frames) - at_ack <= 1, "frames arrived after PAUSE was acknowledged"
+    assert ack.frames_sent <= len(reader.frames) <= ack.frames_sent + 1
+    resumed = await client.control(paused_id, RESUME)
+    assert resumed.state == tts_pb2.SESSION_STATE_STREAMING
+    await reader.task
+    reference = await reference_task
+    frames = reader.frames
+    assert len(frames) == len(reference)
+    assert [f.sequence for f in frames] == list(range(len(frames)))
+    pcm = s16le_to_float(b"".join(f.pcm for f in frames))
+    ref = s16le_to_float(b"".join(f.pcm for f in reference))
+    assert np.max(np.abs(pcm - ref)) < 0.01, "resumed audio must continue exactly where it paused"
+
+
+async def test_stop_ends_the_stream_cleanly_and_the_session_speaks_again(client: TTSClient) -> None:
+    sid = new_id("stop")
+    await client.start_session(sid)
+    call = client.synthesize(sid, [THREE_SENTENCES])
+    frames = aiter(call)
+    got = [await anext(frames) for _ in range(5)]
+    stopped = await client.control(sid, STOP)
+    assert stopped.state == tts_pb2.SESSION_STATE_IDLE
+    rest = [frame async for frame in frames]
+    # Frames already sent (up to the lead) still arrive; nothing after STOP took effect but one.
+    assert len(got) + len(rest) <= stopped.frames_sent + 1
+    assert not any(f.final for f in got + rest)
+    assert (await call.code()).name == "OK"
+    again = await collect(client, sid, ["Yes, I can still speak."])
+    assert again[-1].final and again[0].sequence == 0
+    await client.end_session(sid)
+
+
+async def test_two_sessions_pause_independently(client: TTSClient) -> None:
+    a, b = new_id("a"), new_id("b")
+    for sid in (a, b):
+        await client.start_session(sid)
+    reader_a, reader_b = Consumer(client, a), Consumer(client, b)
+    while min(reader_a.count, reader_b.count) < 5:
+        await asyncio.sleep(0.01)
+    await client.control(a, PAUSE)
+    a_at_ack, b_at_ack = reader_a.count, reader_b.count
+    await asyncio.sleep(0.6)
+    assert reader_a.count - a_at_ack <= 1, "paused session A kept sending"
+    assert reader_b.count - b_at_ack >= 20, "session B must keep streaming while A is paused"
+    await client.control(a, RESUME)
+    await asyncio.sleep(0.3)
+    assert reader_a.count - a_at_ack >= 5, "A streams again after RESUME"
+    for sid, reader in ((a, reader_a), (b, reader_b)):
+        await client.control(sid, STOP)
+        await reader.task
+        await client.end_session(sid)
+
+
+async def test_loudness_is_on_target_without_clipping(client: TTSClient) -> None:
+    sid = new_id("loud")
+    await client.start_session(sid)
+    frames = await collect(client, sid, [THREE_SENTENCES])
+    audio = s16le_to_float(b"".join(f.pcm for f in frames))
+    assert abs(integrated_lufs(audio, 48_000) + 16.0) <= 1.0
+    assert true_peak_dbfs(audio, 48_000) <= -1.0
+    await client.end_session(sid)
+
+
+async def test_reload_keeps_the_session_speaking(client: TTSClient) -> None:
+    sid = new_id("reload")
+    await client.start_session(sid)
+    reply = await client.control(sid, RELOAD)
+    assert reply.state == tts_pb2.SESSION_STATE_IDLE
+    frames = await collect(client, sid, ["Reloaded and still talking."])
+    assert frames[-1].final and len(frames) > 20
+    await client.end_session(sid)
