@@ -54,7 +54,7 @@ _SPEAKABLE = re.compile(r"\w")
 class TextSegmenter:
     """Turns a stream of text chunks into speakable segments."""
 
-    def __init__(self, first_clause_min_words: int = 2, max_segment_chars: int = 400) -> None:
+    def __init__(self, first_clause_min_words: int = 1, max_segment_chars: int = 400) -> None:
         self.first_clause_min_words = first_clause_min_words
         self.max_segment_chars = max_segment_chars
         self._buffer = ""

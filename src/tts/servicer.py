@@ -257,6 +257,13 @@ class TTSServicer(tts_pb2_grpc.TTSServicer):
             available_models=sorted(self.models.catalog),
             active_sessions=len(self.sessions),
             max_sessions=self.sessions.max_sessions,
+            load=tts_pb2.WorkerLoad(
+                active_sessions=len(self.sessions),
+                active_streams=self.stats.active_streams,
+                queue_depth=self.stats.queue_depth,
+                rtf=self.stats.rtf or 0.0,
+                first_audio_ms_p50=self.stats.first_audio_ms_p50 or 0.0,
+            ),
         )
 
     def capabilities(self) -> WorkerCapabilities:

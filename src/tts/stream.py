@@ -250,6 +250,14 @@ class SynthesisStream:
         for chunk in adapter.synthesize(text, self.session.options):
             if self._cancelled.is_set():
                 return
+            if audio_s == 0.0 and log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "session %s segment %d: %.1f ms to first chunk (%r)",
+                    self.session.id,
+                    index,
+                    (time.perf_counter() - started) * 1000,
+                    text[:40],
+                )
             audio_s += chunk.size / adapter.sample_rate
             frames = [_Frame(pcm, index) for pcm in chain.render(chunk)]
             self._loop.call_soon_threadsafe(self._deliver, frames)
@@ -288,6 +296,9 @@ class SynthesisStream:
                 if self._first_text_at is not None:
                     elapsed_ms = (time.perf_counter() - self._first_text_at) * 1000
                     self._stats.record_first_audio(elapsed_ms)
+                    log.debug(
+                        "session %s: first frame %.1f ms after text", self.session.id, elapsed_ms
+                    )
             self.frames_sent += 1
             self.session.frames_sent += 1
             self._stats.frames_sent += 1

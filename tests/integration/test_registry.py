@@ -29,10 +29,10 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-async def wait_for(predicate: Callable[[], object], timeout: float, step: float = 0.05) -> float:
+async def wait_for(predicate: Callable[[], object], within_s: float, step: float = 0.05) -> float:
     """Poll an async predicate; return the seconds it took."""
     began = time.monotonic()
-    while time.monotonic() - began < timeout:
+    while time.monotonic() - began < within_s:
         if await predicate():  # type: ignore[misc]
             return time.monotonic() - began
         await asyncio.sleep(step)

@@ -86,7 +86,20 @@ async def test_text_streamed_token_by_token_starts_speaking_before_input_ends(
     input_done = asyncio.Event()
 
     async def tokens():  # type: ignore[no-untyped-def]
-        for word in "Right, here is a reply that an LLM streams word by word.".split():
+        for word in [
+            "Right,",
+            "here",
+            "is",
+            "a",
+            "reply",
+            "that",
+            "an",
+            "LLM",
+            "streams",
+            "word",
+            "by",
+            "word.",
+        ]:
             yield word + " "
         await asyncio.sleep(1.0)  # the model is still "thinking"
         input_done.set()

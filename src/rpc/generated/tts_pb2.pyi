@@ -640,6 +640,44 @@ class Capabilities(_message.Message):
 Global___Capabilities: _TypeAlias = Capabilities  # noqa: Y015
 
 @_typing.final
+class WorkerLoad(_message.Message):
+    """How busy a worker is (mirrors the registry record's load)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTIVE_SESSIONS_FIELD_NUMBER: _builtins.int
+    ACTIVE_STREAMS_FIELD_NUMBER: _builtins.int
+    QUEUE_DEPTH_FIELD_NUMBER: _builtins.int
+    RTF_FIELD_NUMBER: _builtins.int
+    FIRST_AUDIO_MS_P50_FIELD_NUMBER: _builtins.int
+    active_sessions: _builtins.int
+    """Sessions open now."""
+    active_streams: _builtins.int
+    """Synthesize streams running now."""
+    queue_depth: _builtins.int
+    """Text segments waiting to be synthesized."""
+    rtf: _builtins.float
+    """Measured real-time factor (compute seconds per audio second); 0 before any synthesis."""
+    first_audio_ms_p50: _builtins.float
+    """Median milliseconds from a stream's first text to its first frame; 0 before any stream."""
+    def __init__(
+        self,
+        *,
+        active_sessions: _builtins.int = ...,
+        active_streams: _builtins.int = ...,
+        queue_depth: _builtins.int = ...,
+        rtf: _builtins.float = ...,
+        first_audio_ms_p50: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_sessions", b"active_sessions", "active_streams", b"active_streams", "first_audio_ms_p50", b"first_audio_ms_p50", "queue_depth", b"queue_depth", "rtf", b"rtf"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkerLoad: _TypeAlias = WorkerLoad  # noqa: Y015
+
+@_typing.final
 class GetCapabilitiesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -664,6 +702,7 @@ class GetCapabilitiesResponse(_message.Message):
     AVAILABLE_MODELS_FIELD_NUMBER: _builtins.int
     ACTIVE_SESSIONS_FIELD_NUMBER: _builtins.int
     MAX_SESSIONS_FIELD_NUMBER: _builtins.int
+    LOAD_FIELD_NUMBER: _builtins.int
     worker_name: _builtins.str
     """The worker's name."""
     active_sessions: _builtins.int
@@ -682,6 +721,10 @@ class GetCapabilitiesResponse(_message.Message):
     def available_models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Every model id it can load."""
 
+    @_builtins.property
+    def load(self) -> Global___WorkerLoad:
+        """Current load."""
+
     def __init__(
         self,
         *,
@@ -691,10 +734,11 @@ class GetCapabilitiesResponse(_message.Message):
         available_models: _abc.Iterable[_builtins.str] | None = ...,
         active_sessions: _builtins.int = ...,
         max_sessions: _builtins.int = ...,
+        load: Global___WorkerLoad | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "load", b"load"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_sessions", b"active_sessions", "available_models", b"available_models", "capabilities", b"capabilities", "max_sessions", b"max_sessions", "resident_models", b"resident_models", "worker_name", b"worker_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_sessions", b"active_sessions", "available_models", b"available_models", "capabilities", b"capabilities", "load", b"load", "max_sessions", b"max_sessions", "resident_models", b"resident_models", "worker_name", b"worker_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -62,6 +62,10 @@ class PiperAdapter(TTSAdapter):
         if threads > 0:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        # Idle inference threads spin by default, stealing the cores that other sessions, the
+        # event loop and the next segment need; on a small CPU that costs more than it saves.
+        spin = "1" if self.spec.options.get("spin_threads", False) else "0"
+        options.add_session_config_entry("session.intra_op.allow_spinning", spin)
         with config.open(encoding="utf-8") as handle:
             piper_config = PiperConfig.from_dict(json.load(handle))
         session = onnxruntime.InferenceSession(

@@ -11,8 +11,10 @@ def test_first_clause_early_then_whole_sentences() -> None:
     assert segment_all(text) == ["Hello there,", "how are you today?", "I am fine, thanks.", "Bye!"]
 
 
-def test_one_word_clause_is_not_cut() -> None:
-    assert segment_all("Well, that is it. Done.") == ["Well, that is it.", "Done."]
+def test_clause_cut_needs_the_configured_number_of_words() -> None:
+    assert segment_all("Well, that is it. Done.") == ["Well,", "that is it.", "Done."]
+    strict = TextSegmenter(first_clause_min_words=2)
+    assert strict.push("Well, that is it. Done.") + strict.flush() == ["Well, that is it.", "Done."]
 
 
 def test_abbreviations_and_initials_do_not_end_sentences() -> None:
