@@ -1,0 +1,1 @@
+"""Speech recognition: one protocol, the faster-whisper adapter (default) and whisperx (extra)."""

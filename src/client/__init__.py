@@ -1,0 +1,1 @@
+"""Clients: the CLI WebSocket client and the browser page."""

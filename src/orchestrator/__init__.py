@@ -1,0 +1,1 @@
+"""The orchestrator tier: transports, VAD, ASR, session state machine, responder, router."""

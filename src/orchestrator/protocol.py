@@ -1,0 +1,282 @@
+"""The WebSocket protocol (`/ws`): one small frozen dataclass per message, one codec.
+
+Text frames carry JSON objects with a "type"; binary frames carry PCM16 mono little-endian
+audio (client -> server at the rate declared in `hello`; server -> client 48 kHz, exactly 960
+samples per frame). docs/protocol.md documents every message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+PROTOCOL_VERSION = 1
+MIN_INPUT_RATE = 8_000
+MAX_INPUT_RATE = 48_000
+
+
+class ProtocolError(Exception):
+    """A client message that cannot be accepted; `code` is the stable error code sent back."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# -- client -> server --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hello:
+    """First message: the audio the client sends, and what it wants."""
+
+    type: ClassVar[str] = "hello"
+    sample_rate: int
+    language: str = "en"
+    voice: str = ""
+    model: str = ""
+    token: str = ""
+    protocol_version: int = PROTOCOL_VERSION
+
+
+@dataclass(frozen=True)
+class SpeakText:
+    """Text instead of audio: `answer` runs it through the responder, `say` speaks it as is."""
+
+    type: ClassVar[str] = "text"
+    text: str
+    mode: Literal["answer", "say"] = "answer"
+
+
+@dataclass(frozen=True)
+class Interrupt:
+    """Stop the agent's current reply."""
+
+    type: ClassVar[str] = "interrupt"
+
+
+@dataclass(frozen=True)
+class Bye:
+    """Hang up."""
+
+    type: ClassVar[str] = "bye"
+
+
+ClientMessage = Hello | SpeakText | Interrupt | Bye
+_CLIENT_TYPES: dict[str, type[Any]] = {cls.type: cls for cls in (Hello, SpeakText, Interrupt, Bye)}
+
+# -- server -> client --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """The format of every binary frame the server sends."""
+
+    sample_rate: int = 48_000
+    channels: int = 1
+    frame_samples: int = 960
+    encoding: str = "pcm_s16le"
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The session is open."""
+
+    type: ClassVar[str] = "ready"
+    session_id: str
+    input_sample_rate: int
+    output: OutputFormat = field(default_factory=OutputFormat)
+    protocol_version: int = PROTOCOL_VERSION
+
+
+@dataclass(frozen=True)
+class StateChanged:
+    """The session's state machine moved."""
+
+    type: ClassVar[str] = "state"
+    state: str
+    previous: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class TranscriptEvent:
+    """What the person said: partials while speaking, one final per utterance."""
+
+    type: ClassVar[str] = "transcript"
+    text: str
+    final: bool
+    turn: int
+
+
+@dataclass(frozen=True)
+class AgentText:
+    """Text the agent is about to speak, as the responder produces it."""
+
+    type: ClassVar[str] = "agent_text"
+    text: str
+    turn: int
+    final: bool = False
+
+
+@dataclass(frozen=True)
+class AudioStart:
+    """Binary frames of a reply follow."""
+
+    type: ClassVar[str] = "audio_start"
+    turn: int
+    sample_rate: int = 48_000
+
+
+@dataclass(frozen=True)
+class AudioEnd:
+    """The reply's last frame has been sent."""
+
+    type: ClassVar[str] = "audio_end"
+    turn: int
+    frames: int
+
+
+@dataclass(frozen=True)
+class AudioPause:
+    """Possible barge-in: pause playback now, keep the buffer."""
+
+    type: ClassVar[str] = "audio_pause"
+    turn: int
+
+
+@dataclass(frozen=True)
+class AudioResume:
+    """False alarm: resume playback where it paused."""
+
+    type: ClassVar[str] = "audio_resume"
+    turn: int
+
+
+@dataclass(frozen=True)
+class AudioCancel:
+    """Drop buffered playback now (barge-in or interrupt)."""
+
+    type: ClassVar[str] = "audio_cancel"
+    turn: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class TurnMetrics:
+    """Latencies of one turn, in milliseconds (absent when not measured)."""
+
+    type: ClassVar[str] = "metrics"
+    turn: int
+    endpoint_ms: float | None = None
+    asr_ms: float | None = None
+    first_frame_ms: float | None = None
+    ttfa_ms: float | None = None
+    barge_in_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    """Something went wrong; `code` is stable, `message` is for people."""
+
+    type: ClassVar[str] = "error"
+    code: str
+    message: str
+    fatal: bool = False
+
+
+ServerMessage = (
+    Ready
+    | StateChanged
+    | TranscriptEvent
+    | AgentText
+    | AudioStart
+    | AudioEnd
+    | AudioPause
+    | AudioResume
+    | AudioCancel
+    | TurnMetrics
+    | ErrorEvent
+)
+_SERVER_TYPES: dict[str, type[Any]] = {
+    cls.type: cls
+    for cls in (
+        Ready,
+        StateChanged,
+        TranscriptEvent,
+        AgentText,
+        AudioStart,
+        AudioEnd,
+        AudioPause,
+        AudioResume,
+        AudioCancel,
+        TurnMetrics,
+        ErrorEvent,
+    )
+}
+
+
+def to_json(message: ClientMessage | ServerMessage) -> str:
+    """Encode any message as its JSON text frame."""
+    payload = {"type": message.type, **dataclasses.asdict(message)}
+    return json.dumps(payload, separators=(",", ":"))
+
+
+def _decode(text: str, types: dict[str, type[Any]]) -> Any:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ProtocolError("bad_json", f"message is not valid JSON: {error.msg}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+        raise ProtocolError("bad_message", 'a message must be a JSON object with a "type"')
+    kind = data.pop("type")
+    cls = types.get(kind)
+    if cls is None:
+        known = ", ".join(sorted(types))
+        raise ProtocolError("unknown_type", f"unknown message type {kind!r} (known: {known})")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ProtocolError("bad_message", f"{kind}: unknown field(s) {', '.join(unknown)}")
+    if cls is Ready and isinstance(data.get("output"), dict):
+        data["output"] = OutputFormat(**data["output"])
+    try:
+        message = cls(**data)
+    except TypeError as error:
+        raise ProtocolError("bad_message", f"{kind}: {error}") from None
+    _check_types(kind, message)
+    return message
+
+
+def _check_types(kind: str, message: Any) -> None:
+    for item in dataclasses.fields(message):
+        value = getattr(message, item.name)
+        expected = {"int": int, "str": str, "bool": bool}.get(str(item.type))
+        if expected is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ProtocolError("bad_message", f"{kind}.{item.name} must be an integer")
+        if expected is not None and expected is not int and not isinstance(value, expected):
+            raise ProtocolError("bad_message", f"{kind}.{item.name} must be a {expected.__name__}")
+
+
+def client_message_from_json(text: str) -> ClientMessage:
+    """Decode and validate a client text frame; ProtocolError with a stable code otherwise."""
+    message: ClientMessage = _decode(text, _CLIENT_TYPES)
+    if isinstance(message, Hello) and not MIN_INPUT_RATE <= message.sample_rate <= MAX_INPUT_RATE:
+        raise ProtocolError(
+            "bad_sample_rate",
+            f"hello.sample_rate must be {MIN_INPUT_RATE}-{MAX_INPUT_RATE} Hz, got {message.sample_rate}",
+        )
+    if isinstance(message, SpeakText) and message.mode not in ("answer", "say"):
+        raise ProtocolError(
+            "bad_message", f'text.mode must be "answer" or "say", got {message.mode!r}'
+        )
+    return message
+
+
+def server_message_from_json(text: str) -> ServerMessage:
+    """Decode a server text frame (clients and tests use this)."""
+    message: ServerMessage = _decode(text, _SERVER_TYPES)
+    return message

@@ -1,0 +1,1 @@
+"""Transports that carry a session: WebSocket and LiveKit."""
