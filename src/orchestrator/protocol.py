@@ -267,7 +267,8 @@ def client_message_from_json(text: str) -> ClientMessage:
     if isinstance(message, Hello) and not MIN_INPUT_RATE <= message.sample_rate <= MAX_INPUT_RATE:
         raise ProtocolError(
             "bad_sample_rate",
-            f"hello.sample_rate must be {MIN_INPUT_RATE}-{MAX_INPUT_RATE} Hz, got {message.sample_rate}",
+            f"hello.sample_rate must be {MIN_INPUT_RATE}-{MAX_INPUT_RATE} Hz, "
+            f"got {message.sample_rate}",
         )
     if isinstance(message, SpeakText) and message.mode not in ("answer", "say"):
         raise ProtocolError(

@@ -60,6 +60,11 @@ class TextSegmenter:
         self._buffer = ""
         self._emitted = 0
 
+    @property
+    def pending_text(self) -> str:
+        """Text received but not yet released as a segment."""
+        return self._buffer
+
     def push(self, text: str) -> list[str]:
         """Add text; return the segments now complete."""
         self._buffer += text

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from voicefleet.audio.format import FRAME_MS, FRAME_SAMPLES, OUTPUT_SAMPLE_RATE
 from voicefleet.audio.output import OutputChain
+from voicefleet.audio.pacing import PacingClock
 from voicefleet.rpc.generated import tts_pb2
 from voicefleet.tts.adapters.base import TTSAdapter
 from voicefleet.tts.errors import InvalidRequest, SynthesisFailed, WorkerError
@@ -30,8 +31,6 @@ from voicefleet.tts.session import StreamControl, WorkerSession
 from voicefleet.tts.stats import WorkerStats
 
 log = logging.getLogger(__name__)
-
-_FRAME_S = FRAME_MS / 1000
 
 
 @dataclass(frozen=True)
@@ -54,33 +53,6 @@ class _Frame:
 
 class _Wake:
     """Queue item that only wakes the sender (STOP or an error)."""
-
-
-class PacingClock:
-    """Lets frames go at most `lead_s` ahead of real time, without catch-up bursts."""
-
-    def __init__(self, lead_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.lead_s = lead_s
-        self._clock = clock
-        self._start: float | None = None
-        self._sent_s = 0.0
-
-    def delay(self) -> float:
-        """Seconds to wait before the next frame may leave (<= 0: now)."""
-        now = self._clock()
-        if self._start is None:
-            self._start = now
-        ahead = self._sent_s - (now - self._start)
-        if ahead < 0:
-            # Behind real time (synthesis stalled, or a pause): restart the clock here so the
-            # listener's buffer refills by at most the lead, never by a burst of the backlog.
-            self._start = now - self._sent_s
-            ahead = 0.0
-        return ahead - self.lead_s
-
-    def sent(self) -> None:
-        """Account one frame sent."""
-        self._sent_s += _FRAME_S
 
 
 class SynthesisStream:

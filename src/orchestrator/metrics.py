@@ -1,0 +1,54 @@
+"""Prometheus metrics of the orchestrator (served at /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+
+class OrchestratorMetrics:
+    """Every metric in one registry (one per process; tests may make their own)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.sessions_active = Gauge("voicefleet_sessions_active", "Open sessions", registry=r)
+        self.sessions_total = Counter(
+            "voicefleet_sessions", "Sessions opened", ["transport"], registry=r
+        )
+        self.transitions = Counter(
+            "voicefleet_state_transitions", "State machine moves", ["previous", "state"], registry=r
+        )
+        self.asr_seconds = Histogram(
+            "voicefleet_asr_seconds",
+            "ASR compute per utterance",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tts_first_frame_seconds = Histogram(
+            "voicefleet_tts_first_frame_seconds",
+            "Reply text handed to TTS -> first frame back",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttfa_seconds = Histogram(
+            "voicefleet_time_to_first_audio_seconds",
+            "End of the person's speech -> first reply audio sent",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.barge_in_seconds = Histogram(
+            "voicefleet_barge_in_seconds",
+            "Speech detected over the agent -> playback paused at the client",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.frames_sent = Counter("voicefleet_frames_sent", "Audio frames sent", registry=r)
+        self.underruns = Counter(
+            "voicefleet_playback_underruns", "Reply audio arrived later than real time", registry=r
+        )
+        self.errors = Counter("voicefleet_errors", "Errors by kind", ["kind"], registry=r)
+        self.failovers = Counter(
+            "voicefleet_tts_failovers", "Replies re-routed after a worker failed", registry=r
+        )

@@ -1,0 +1,318 @@
+"""The responder: what the agent says back to an utterance, streamed as text deltas.
+
+`echo` repeats the utterance (the offline default); `openai` streams from any OpenAI-compatible
+chat-completions endpoint (OpenAI, Ollama, vLLM, llama.cpp server). Both keep the conversation
+history the same way: a turn is recorded as the text the user actually heard, so a reply cut
+short by barge-in is remembered as cut short. Consume `reply()` inside `contextlib.aclosing`
+(or let the consuming task be cancelled while it awaits the next delta) so an interrupted
+reply hangs up at once instead of when the generator is garbage-collected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful voice assistant. Your replies are spoken aloud, so answer briefly, "
+    "in one to three plain spoken sentences, with no markdown, lists, code or emoji."
+)
+_ERROR_BODY_LIMIT = 4096
+_EXCERPT_CHARS = 200
+
+
+class OpenAIConfig(BaseModel):
+    """An OpenAI-compatible chat-completions endpoint and how to prompt it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = "http://127.0.0.1:11434/v1"
+    model: str = "gpt-4o-mini"
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="env var holding the API key; unset: no Authorization"
+    )
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    history_turns: int = Field(8, ge=0, description="user/assistant pairs sent as context")
+    temperature: float | None = Field(None, ge=0, le=2, description="null: the server default")
+    timeout_s: float = Field(30.0, gt=0, description="longest wait for the next bytes")
+    connect_timeout_s: float = Field(5.0, gt=0)
+
+
+class ResponderConfig(BaseModel):
+    """Which responder the orchestrator uses."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["echo", "openai"] = "echo"
+    openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
+
+
+class ResponderError(Exception):
+    """A reply that could not be produced; the message is readable as is."""
+
+
+class ResponderUnavailable(ResponderError):
+    """The endpoint could not be reached or did not answer in time."""
+
+
+class ResponderHTTPError(ResponderError):
+    """The endpoint answered with an HTTP error status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ResponderProtocolError(ResponderError):
+    """The endpoint's stream was not the server-sent events we expect."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One exchange: what the user said and what the agent actually got to say."""
+
+    user: str
+    assistant: str
+
+
+class Responder(ABC):
+    """Base of every responder: streams replies and keeps the last `history_turns` turns."""
+
+    name: ClassVar[str]
+
+    def __init__(self, history_turns: int = 8) -> None:
+        self._history: deque[Turn] = deque(maxlen=history_turns)
+
+    @property
+    def history(self) -> tuple[Turn, ...]:
+        """The remembered turns, oldest first."""
+        return tuple(self._history)
+
+    def reset(self) -> None:
+        """Forget the conversation."""
+        self._history.clear()
+
+    async def reply(self, utterance: str) -> AsyncIterator[str]:
+        """Yield the reply's text deltas; the turn is recorded however the reply ends."""
+        if not utterance.strip():
+            return
+        produced: list[str] = []
+        failed = False
+        try:
+            async with aclosing(self._generate(utterance, self.history)) as deltas:
+                async for delta in deltas:
+                    produced.append(delta)
+                    yield delta
+        except ResponderError:
+            failed = True
+            raise
+        finally:
+            # A failure before any text leaves no trace, so a retry is not doubled in context;
+            # anything already yielded was heard and must be remembered, even if cut short.
+            if produced or not failed:
+                self._history.append(Turn(utterance, "".join(produced)))
+
+    async def close(self) -> None:
+        """Release connections (override if you hold any)."""
+        return None
+
+    @abstractmethod
+    def _generate(self, utterance: str, history: tuple[Turn, ...]) -> AsyncGenerator[str, None]:
+        """Yield the reply to `utterance` after `history`, as non-empty deltas."""
+
+
+class EchoResponder(Responder):
+    """Says the utterance back in one piece: makes the voice loop testable offline."""
+
+    name = "echo"
+
+    async def _generate(
+        self, utterance: str, history: tuple[Turn, ...]
+    ) -> AsyncGenerator[str, None]:
+        yield utterance
+
+
+class _EventData:
+    """Joins the `data:` lines of server-sent events; an event ends at a blank line."""
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+
+    def feed(self, line: str) -> str | None:
+        """Take one line (without its ending); return an event's data when one completes."""
+        if not line:
+            return self.flush()
+        field, _, value = line.partition(":")
+        # Comments (":...") and other fields (event:, id:, retry:) carry nothing we use.
+        if field == "data":
+            self._lines.append(value.removeprefix(" "))
+        return None
+
+    def flush(self) -> str | None:
+        """Return the pending event's data, if any."""
+        if not self._lines:
+            return None
+        data = "\n".join(self._lines)
+        self._lines.clear()
+        return data
+
+
+class OpenAIResponder(Responder):
+    """Streams replies from an OpenAI-compatible `/chat/completions` endpoint."""
+
+    name = "openai"
+
+    def __init__(self, config: OpenAIConfig) -> None:
+        super().__init__(config.history_turns)
+        self.config = config
+        self.url = f"{config.base_url.rstrip('/')}/chat/completions"
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        """Close the HTTP session; a later reply opens a new one."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Created lazily: a ClientSession binds to the running loop.
+        if self._session is None or self._session.closed:
+            timeout = aiohttp.ClientTimeout(
+                total=None,  # a long reply is fine as long as it keeps coming
+                connect=self.config.connect_timeout_s,
+                sock_read=self.config.timeout_s,
+            )
+            self._session = aiohttp.ClientSession(timeout=timeout)
+        return self._session
+
+    def _request(self, utterance: str, history: tuple[Turn, ...]) -> dict[str, Any]:
+        messages = [{"role": "system", "content": self.config.system_prompt}]
+        for turn in history:
+            messages.append({"role": "user", "content": turn.user})
+            # A reply interrupted before its first word has nothing the user heard.
+            if turn.assistant:
+                messages.append({"role": "assistant", "content": turn.assistant})
+        messages.append({"role": "user", "content": utterance})
+        body: dict[str, Any] = {"model": self.config.model, "messages": messages, "stream": True}
+        if self.config.temperature is not None:
+            body["temperature"] = self.config.temperature
+        return body
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "text/event-stream"}
+        key = os.environ.get(self.config.api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    async def _generate(
+        self, utterance: str, history: tuple[Turn, ...]
+    ) -> AsyncGenerator[str, None]:
+        body = self._request(utterance, history)
+        try:
+            async with self._client().post(
+                self.url, json=body, headers=self._headers()
+            ) as response:
+                try:
+                    if response.status >= 400:
+                        raise await self._http_error(response)
+                    events = _EventData()
+                    async for raw in response.content:
+                        data = events.feed(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+                        if data == "[DONE]":
+                            return
+                        if data is not None and (delta := self._delta(data)):
+                            yield delta
+                    # Some servers end the stream without [DONE]; what came is the reply.
+                    data = events.flush()
+                    if data is not None and data != "[DONE]" and (delta := self._delta(data)):
+                        yield delta
+                except BaseException:
+                    # Hang up now rather than drain: an interrupted reply must stop the
+                    # server generating (and billing), and an errored one is not reusable.
+                    response.close()
+                    raise
+        except TimeoutError as exc:
+            raise ResponderUnavailable(
+                f"timed out waiting for {self.url} (connect {self.config.connect_timeout_s:g} s, "
+                f"read {self.config.timeout_s:g} s)"
+            ) from exc
+        except aiohttp.ClientConnectorError as exc:
+            reason = exc.os_error.strerror or str(exc.os_error)
+            raise ResponderUnavailable(f"cannot connect to {self.url}: {reason}") from exc
+        except aiohttp.ClientError as exc:
+            raise ResponderUnavailable(f"request to {self.url} failed: {exc}") from exc
+
+    async def _http_error(self, response: aiohttp.ClientResponse) -> ResponderHTTPError:
+        raw = b""
+        while len(raw) < _ERROR_BODY_LIMIT:
+            chunk = await response.content.read(_ERROR_BODY_LIMIT - len(raw))
+            if not chunk:
+                break
+            raw += chunk
+        excerpt = _error_excerpt(raw.decode("utf-8", errors="replace")) or response.reason or ""
+        return ResponderHTTPError(
+            f"{self.url} answered HTTP {response.status}: {excerpt}", response.status
+        )
+
+    def _delta(self, data: str) -> str | None:
+        try:
+            event = json.loads(data)
+        except json.JSONDecodeError:
+            raise ResponderProtocolError(
+                f"malformed event from {self.url}: {_excerpt(data)!r}"
+            ) from None
+        if not isinstance(event, dict):
+            raise ResponderProtocolError(f"malformed event from {self.url}: {_excerpt(data)!r}")
+        if "error" in event:
+            # OpenAI reports failures after the 200 status as an event in the stream.
+            message = _error_message(event) or _excerpt(data)
+            raise ResponderError(f"{self.url} reported an error mid-stream: {message}")
+        choices = event.get("choices")
+        # Role-only, finish and usage-only chunks carry no text.
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            return None
+        delta = choices[0].get("delta")
+        content = delta.get("content") if isinstance(delta, dict) else None
+        return content if isinstance(content, str) and content else None
+
+
+def _excerpt(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _EXCERPT_CHARS else f"{text[: _EXCERPT_CHARS - 3]}..."
+
+
+def _error_message(payload: dict[str, Any]) -> str | None:
+    # OpenAI: {"error": {"message": ...}}; Ollama: {"error": "..."}; vLLM/FastAPI: {"detail": ...}
+    error = payload.get("error")
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return _excerpt(error["message"])
+    for value in (error, payload.get("message"), payload.get("detail")):
+        if isinstance(value, str):
+            return _excerpt(value)
+    return None
+
+
+def _error_excerpt(body: str) -> str:
+    try:
+        payload = json.loads(body)
+    except json.JSONDecodeError:
+        return _excerpt(body)
+    message = _error_message(payload) if isinstance(payload, dict) else None
+    return message or _excerpt(body)
+
+
+def create_responder(config: ResponderConfig) -> Responder:
+    """Build the responder the config names."""
+    if config.kind == "openai":
+        return OpenAIResponder(config.openai)
+    return EchoResponder()

@@ -1,0 +1,242 @@
+"""Speaking a reply through the fleet, with failover.
+
+Text deltas stream to the routed worker as they arrive; frames stream back. The speaker mirrors
+the worker's segmentation (the same TextSegmenter over the same chunks gives the same segment
+indexes), so when a worker dies mid-reply it knows which segment was playing: that segment and
+everything after it are re-sent to the next worker, and the person hears the whole reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+
+from voicefleet.orchestrator.router import NoWorkerAvailable, Router
+from voicefleet.rpc.generated import tts_pb2
+from voicefleet.rpc.tts_client import PAUSE, RESUME, STOP, Command, TTSClient
+from voicefleet.tts.segmenter import TextSegmenter
+
+log = logging.getLogger(__name__)
+_counter = itertools.count()
+
+
+class SpeechFailed(Exception):
+    """No worker could finish the reply; the message says why."""
+
+
+@dataclass(frozen=True)
+class SpeechFrame:
+    """20 ms of reply audio."""
+
+    pcm: bytes
+    final: bool
+
+
+class WorkerPool:
+    """One gRPC channel per worker address, shared by every session of this orchestrator."""
+
+    def __init__(self) -> None:
+        self._clients: dict[str, TTSClient] = {}
+
+    def client(self, address: str) -> TTSClient:
+        """The (lazily created) client for an address."""
+        if address not in self._clients:
+            self._clients[address] = TTSClient(address)
+        return self._clients[address]
+
+    async def close(self) -> None:
+        """Close every channel."""
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
+
+
+class _Ledger:
+    """Mirror of the worker's segmentation of what was sent."""
+
+    def __init__(self) -> None:
+        self.segmenter = TextSegmenter()
+        self.segments: list[str] = []
+        self.ended = False
+
+    def add(self, text: str) -> None:
+        self.segments += self.segmenter.push(text)
+
+    def finish(self) -> None:
+        self.segments += self.segmenter.flush()
+        self.ended = True
+
+    def unspoken(self, from_segment: int) -> str:
+        return " ".join(
+            [*self.segments[from_segment:], self.segmenter.pending_text.strip()]
+        ).strip()
+
+
+class ReplySpeaker:
+    """Speaks replies for one orchestrator session; controls the worker currently speaking."""
+
+    def __init__(
+        self,
+        router: Router,
+        pool: WorkerPool,
+        session_id: str,
+        *,
+        language: str = "",
+        model: str = "",
+        voice: str = "",
+        first_frame_timeout_s: float = 10.0,
+    ) -> None:
+        self.router = router
+        self.pool = pool
+        self.session_id = session_id
+        self.language = language
+        self.model = model
+        self.voice = voice
+        self.first_frame_timeout_s = first_frame_timeout_s
+        self.worker_name: str | None = None
+        self.failovers = 0
+        self._sessions: dict[str, str] = {}  # worker address -> worker session id
+        self._current: tuple[TTSClient, str] | None = None
+
+    async def _open(self, exclude: set[str]) -> tuple[TTSClient, str, str]:
+        last_error = "no candidate"
+        for worker in self.router.candidates(self.language, self.model, exclude):
+            client = self.pool.client(worker.address)
+            worker_session = self._sessions.get(worker.address)
+            if worker_session is None:
+                worker_session = f"{self.session_id}.{next(_counter)}"
+                try:
+                    await client.start_session(
+                        worker_session, self.model, voice=self.voice, language=self.language
+                    )
+                except grpc.aio.AioRpcError as error:
+                    last_error = f"{worker.name}: {error.code().name}: {error.details()}"
+                    log.warning(
+                        "session %s: StartSession failed on %s", self.session_id, last_error
+                    )
+                    self.router.mark_failed(worker.name)
+                    exclude.add(worker.name)
+                    continue
+                self._sessions[worker.address] = worker_session
+                self.router.placed(worker.name)
+            return client, worker_session, worker.name
+        raise NoWorkerAvailable(f"no TTS worker could open a session ({last_error})")
+
+    async def speak(self, texts: AsyncIterator[str]) -> AsyncIterator[SpeechFrame]:
+        """Stream the texts to the fleet; yield frames until the reply's final frame."""
+        inbox: asyncio.Queue[str | None] = asyncio.Queue()
+
+        async def feed() -> None:
+            async for text in texts:
+                if text:
+                    inbox.put_nowait(text)
+            inbox.put_nowait(None)
+
+        feeder = asyncio.create_task(feed())
+        failed: set[str] = set()
+        resend = ""
+        try:
+            while True:
+                client, worker_session, name = await self._open(failed)
+                self.worker_name = name
+                self._current = (client, worker_session)
+                ledger = _Ledger()
+                highest = -1
+                try:
+                    chunks = self._chunks(ledger, resend, inbox)
+                    async for frame in self._frames(client.synthesize(worker_session, chunks)):
+                        highest = max(highest, frame.segment_index)
+                        yield SpeechFrame(frame.pcm, frame.final)
+                        if frame.final:
+                            return
+                    return  # ended without a final frame: STOP
+                except (grpc.aio.AioRpcError, TimeoutError) as error:
+                    reason = (
+                        error.code().name if isinstance(error, grpc.aio.AioRpcError) else "timeout"
+                    )
+                    log.warning(
+                        "session %s: worker %s failed mid-reply (%s); re-routing from segment %d",
+                        self.session_id,
+                        name,
+                        reason,
+                        max(highest, 0),
+                    )
+                    self.router.mark_failed(name)
+                    failed.add(name)
+                    self._sessions = {
+                        a: s for a, s in self._sessions.items() if a != client.address
+                    }
+                    self.failovers += 1
+                    resend = ledger.unspoken(max(highest, 0))
+                    if ledger.ended:  # the failed stream had taken the end-of-input marker
+                        inbox.put_nowait(None)
+        finally:
+            self._current = None
+            feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await feeder
+
+    @staticmethod
+    async def _chunks(
+        ledger: _Ledger, resend: str, inbox: asyncio.Queue[str | None]
+    ) -> AsyncIterator[str]:
+        # Everything handed to the stream enters the ledger, so a failure knows what was sent.
+        if resend:
+            ledger.add(resend + " ")
+            yield resend + " "
+        while (text := await inbox.get()) is not None:
+            ledger.add(text)
+            yield text
+        ledger.finish()
+
+    async def _frames(
+        self, stream: grpc.aio.StreamStreamCall[tts_pb2.TextChunk, tts_pb2.AudioFrame]
+    ) -> AsyncIterator[tts_pb2.AudioFrame]:
+        frames = aiter(stream)
+        async with asyncio.timeout(self.first_frame_timeout_s):
+            first = await anext(frames, None)
+        if first is None:
+            return
+        yield first
+        async for frame in frames:
+            yield frame
+
+    async def control(self, command: Command) -> bool:
+        """PAUSE / RESUME / STOP the worker speaking now; False if none is or it failed."""
+        current = self._current
+        if current is None:
+            return False
+        client, worker_session = current
+        try:
+            await client.control(worker_session, command)
+        except grpc.aio.AioRpcError as error:
+            log.warning(
+                "session %s: control %s failed: %s", self.session_id, command, error.details()
+            )
+            return False
+        return True
+
+    async def pause(self) -> bool:
+        """Hold the worker's frames."""
+        return await self.control(PAUSE)
+
+    async def resume(self) -> bool:
+        """Release them."""
+        return await self.control(RESUME)
+
+    async def stop(self) -> bool:
+        """Drop the rest of the reply."""
+        return await self.control(STOP)
+
+    async def close(self) -> None:
+        """End this session's worker sessions."""
+        for address, worker_session in self._sessions.items():
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await self.pool.client(address).end_session(worker_session)
+        self._sessions.clear()

@@ -1,0 +1,77 @@
+import time
+
+import pytest
+
+from voicefleet.orchestrator.router import FleetView, NoWorkerAvailable, Router, RouterConfig
+from voicefleet.rpc.registry import WorkerCapabilities, WorkerLoad, WorkerRecord
+
+
+def record(name: str, **kw: object) -> WorkerRecord:
+    load = WorkerLoad(
+        active_sessions=int(kw.get("sessions", 0)),  # type: ignore[call-overload]
+        max_sessions=10,
+        first_audio_ms_p50=kw.get("p50"),  # type: ignore[arg-type]
+    )
+    return WorkerRecord(
+        name=name,
+        address=f"127.0.0.1:{abs(hash(name)) % 1000 + 1000}",
+        capabilities=WorkerCapabilities(
+            languages=list(kw.get("languages", ["en-US"])),  # type: ignore[call-overload]
+            streaming=bool(kw.get("streaming", True)),
+        ),
+        default_model="joe",
+        resident_models=list(kw.get("resident", ["joe"])),  # type: ignore[call-overload]
+        available_models=list(kw.get("available", ["joe", "amy"])),  # type: ignore[call-overload]
+        load=load,
+        started_at=0,
+        updated_at=time.time() - 5,
+    )
+
+
+def router_with(*records: WorkerRecord) -> Router:
+    fleet = FleetView(RouterConfig(redis_url="redis://127.0.0.1:1/0"))
+    fleet.workers = {r.name: r for r in records}
+    return Router(fleet)
+
+
+def names(workers: list[WorkerRecord]) -> list[str]:
+    return [w.name for w in workers]
+
+
+def test_prefers_resident_model_then_least_loaded_then_fastest() -> None:
+    router = router_with(
+        record("busy", sessions=5),
+        record("idle-slow", sessions=1, p50=200.0),
+        record("idle-fast", sessions=1, p50=80.0),
+        record("cold", sessions=0, resident=[]),
+    )
+    assert names(router.candidates("en", "joe")) == ["idle-fast", "idle-slow", "busy", "cold"]
+
+
+def test_filters_language_capability_and_model() -> None:
+    router = router_with(
+        record("de", languages=["de-DE"]),
+        record("batch", streaming=False),
+        record("en"),
+        record("no-amy", available=["joe"]),
+    )
+    assert names(router.candidates("en-GB", "amy")) == ["en"]
+    with pytest.raises(NoWorkerAvailable, match="speaks fr"):
+        router.candidates("fr")
+    with pytest.raises(NoWorkerAvailable, match="model zzz"):
+        router.candidates("en", "zzz")
+
+
+def test_placements_spread_sessions_before_the_next_heartbeat() -> None:
+    router = router_with(record("a"), record("b"))
+    first = router.candidates()[0].name
+    router.placed(first)
+    assert router.candidates()[0].name != first
+
+
+def test_failed_workers_are_skipped_for_the_cooldown() -> None:
+    router = router_with(record("a"), record("b"))
+    router.mark_failed("a")
+    assert names(router.candidates()) == ["b"]
+    with pytest.raises(NoWorkerAvailable, match="no TTS worker is registered"):
+        router_with().candidates()
