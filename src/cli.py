@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from voicefleet.client.cli import add_client_parser
 from voicefleet.settings import ConfigError
 from voicefleet.tts.errors import WorkerError
 
@@ -40,6 +41,46 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _orchestrator(args: argparse.Namespace) -> int:
+    from voicefleet.orchestrator.app import serve
+    from voicefleet.orchestrator.config import load_orchestrator_config
+
+    overrides: dict[str, Any] = {}
+    http = {
+        key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None
+    }
+    if http:
+        overrides["http"] = http
+    if args.redis_url is not None:
+        overrides["router"] = {"redis_url": args.redis_url}
+    config = load_orchestrator_config(args.config, overrides)
+    _configure_logging(config.log_level)
+    asyncio.run(serve(config))
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    from voicefleet.up import run_up
+
+    _configure_logging("INFO")
+    return asyncio.run(
+        run_up(
+            _default_config(args.worker_config, "worker.yaml"),
+            _default_config(args.orchestrator_config, "orchestrator.yaml"),
+            http_port=args.port,
+            redis_port=args.redis_port,
+            worker_port=args.worker_port,
+        )
+    )
+
+
+def _default_config(given: Path | None, name: str) -> Path | None:
+    if given is not None:
+        return given
+    candidate = Path("configs") / name
+    return candidate if candidate.is_file() else None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(prog="voicefleet", description="Realtime full-duplex voice.")
@@ -54,6 +95,23 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--name", help="worker name in the registry")
     worker.add_argument("--redis-url", help="registry Redis URL ('' to not register)")
     worker.set_defaults(run=_worker)
+
+    orchestrator = commands.add_parser("orchestrator", help="run the orchestrator (HTTP + /ws)")
+    orchestrator.add_argument("--config", type=Path, help="orchestrator YAML")
+    orchestrator.add_argument("--host", help="address to bind")
+    orchestrator.add_argument("--port", type=int, help="HTTP port")
+    orchestrator.add_argument("--redis-url", help="registry Redis URL")
+    orchestrator.set_defaults(run=_orchestrator)
+
+    up = commands.add_parser("up", help="everything: Redis-compatible server, worker, orchestrator")
+    up.add_argument("--worker-config", type=Path, help="default: configs/worker.yaml if present")
+    up.add_argument("--orchestrator-config", type=Path, help="default: configs/orchestrator.yaml")
+    up.add_argument("--port", type=int, help="HTTP port of the orchestrator (default 8080)")
+    up.add_argument("--redis-port", type=int, default=6379, help="embedded server port")
+    up.add_argument("--worker-port", type=int, default=50051, help="TTS worker gRPC port")
+    up.set_defaults(run=_up)
+
+    add_client_parser(commands)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""A real `voicefleet worker` subprocess for tests: start on a free port, wait until SERVING."""
+"""Real `voicefleet worker` and `voicefleet orchestrator` subprocesses for tests and benchmarks:
+start on a free port with a config written to a temp dir, wait until ready, always stop."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +90,72 @@ class WorkerProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+class OrchestratorProcess:
+    """Runs one orchestrator; ready when /readyz answers 200 (or /healthz, if asked)."""
+
+    def __init__(self, tmp: Path, config: dict[str, Any], name: str = "orchestrator") -> None:
+        self.port = free_port()
+        http = {"host": "127.0.0.1", "port": self.port, **config.get("http", {})}
+        self.config = {**config, "http": http}
+        self.config_path = tmp / f"{name}-{self.port}.yaml"
+        self.log_path = tmp / f"{name}-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=5) as reply:
+                return int(reply.status), reply.read().decode()
+        except urllib.error.HTTPError as error:
+            return int(error.code), error.read().decode()
+
+    def start(self, timeout: float = 90.0, require_ready: bool = True) -> OrchestratorProcess:
+        self.config_path.write_text(yaml.safe_dump(self.config))
+        env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "voicefleet",
+                    "orchestrator",
+                    "--config",
+                    str(self.config_path),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        deadline = time.monotonic() + timeout
+        path = "/readyz" if require_ready else "/healthz"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"orchestrator exited early:\n{self.log()}")
+            try:
+                if self.get(path)[0] == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"orchestrator not ready after {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)

@@ -146,6 +146,7 @@ class AudioPause:
 
     type: ClassVar[str] = "audio_pause"
     turn: int
+    input_ms: float = 0.0  # position in the client's audio stream that triggered the pause
 
 
 @dataclass(frozen=True)

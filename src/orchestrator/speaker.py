@@ -111,6 +111,8 @@ class ReplySpeaker:
             worker_session = self._sessions.get(worker.address)
             if worker_session is None:
                 worker_session = f"{self.session_id}.{next(_counter)}"
+                # Count the placement before awaiting, so concurrent sessions spread out.
+                self.router.placed(worker.name)
                 try:
                     await client.start_session(
                         worker_session, self.model, voice=self.voice, language=self.language
@@ -124,7 +126,6 @@ class ReplySpeaker:
                     exclude.add(worker.name)
                     continue
                 self._sessions[worker.address] = worker_session
-                self.router.placed(worker.name)
             return client, worker_session, worker.name
         raise NoWorkerAvailable(f"no TTS worker could open a session ({last_error})")
 

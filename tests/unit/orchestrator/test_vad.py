@@ -1,0 +1,91 @@
+import numpy as np
+
+from tests.speech import piper_speech, with_silence
+from voicefleet.orchestrator.vad import (
+    EnergyGate,
+    SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    VadConfig,
+    VoiceActivitySegmenter,
+)
+
+RATE = 16_000
+
+
+def noise(seconds: float, dbfs: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    amplitude = 32768 * 10 ** (dbfs / 20)
+    return (rng.standard_normal(int(seconds * RATE)) * amplitude).astype(np.int16)
+
+
+def feed(segmenter: VoiceActivitySegmenter, audio: np.ndarray, chunk: int = 333) -> list[object]:
+    events: list[object] = []
+    for start in range(0, audio.size, chunk):
+        events += segmenter.push(audio[start : start + chunk])
+    return events
+
+
+def test_speech_is_found_and_ends_after_the_hangover() -> None:
+    speech = piper_speech("Hello there, this is a test of the detector.")
+    audio = with_silence(speech, RATE, before_s=1.0, after_s=1.5)
+    segmenter = VoiceActivitySegmenter(VadConfig(hangover_ms=500))
+    events = feed(segmenter, audio)
+    starts = [e for e in events if isinstance(e, SpeechStarted)]
+    ends = [e for e in events if isinstance(e, SpeechEnded)]
+    assert len(starts) == 1 and len(ends) == 1
+    speech_end = 1.0 + speech.size / RATE
+    assert 0.9 <= starts[0].at <= 1.3
+    # Piper's own trailing silence is part of `speech`, so the voiced end is a little earlier.
+    assert speech_end - 0.5 <= ends[0].at <= speech_end + 0.05
+    assert abs(ends[0].decided_at - ends[0].at - 0.5) < 0.03
+    assert ends[0].audio.size / RATE > speech.size / RATE * 0.8
+
+
+def test_gate_rejected_frames_still_count_as_silence_for_the_end() -> None:
+    """Loud background noise after speech is gated out and must not keep speech open."""
+    speech = piper_speech("One two three four five.")
+    background = noise(0.2, -60)
+    audio = np.concatenate([background, speech, noise(2.0, -45, seed=1)])
+    segmenter = VoiceActivitySegmenter(VadConfig(hangover_ms=400, gate_db=12))
+    events = feed(segmenter, np.concatenate([noise(3.0, -45, seed=2), audio]))
+    assert any(isinstance(e, SpeechEnded) for e in events), events
+
+
+def test_a_pause_reports_then_resumes_without_ending() -> None:
+    first = piper_speech("This is the first half.")
+    second = piper_speech("And this is the second half.")
+    gap = np.zeros(int(0.3 * RATE), np.int16)
+    audio = with_silence(np.concatenate([first, gap, second]), RATE, before_s=0.5, after_s=1.0)
+    segmenter = VoiceActivitySegmenter(VadConfig(hangover_ms=700, speculate_ms=100))
+    events = feed(segmenter, audio)
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[0] == "SpeechStarted" and kinds[-1] == "SpeechEnded"
+    assert kinds.count("SpeechEnded") == 1
+    assert "SpeechPaused" in kinds and "SpeechResumed" in kinds
+    paused = next(e for e in events if isinstance(e, SpeechPaused))
+    assert paused.audio.size > first.size * 0.5
+
+
+def test_state_scale_raises_the_gate_so_quiet_speech_is_ignored() -> None:
+    speech = (piper_speech("Can you hear me now?").astype(np.float32) * 0.05).astype(np.int16)
+    audio = with_silence(speech, RATE, before_s=1.0, after_s=1.0)
+    config = VadConfig(gate_db=6, min_energy_dbfs=-70, state_scale={"speaking": 100.0})
+    listening = VoiceActivitySegmenter(config)
+    assert any(isinstance(e, SpeechStarted) for e in feed(listening, audio))
+    speaking = VoiceActivitySegmenter(config)
+    speaking.set_state("speaking")
+    assert not any(isinstance(e, SpeechStarted) for e in feed(speaking, audio))
+
+
+def test_noise_floor_adapts_to_the_background() -> None:
+    gate = EnergyGate(VadConfig(noise_percentile=20, gate_db=9))
+    for _ in range(100):
+        gate.admit(-40.0)
+    assert abs(gate.noise_floor_db + 40) < 0.1
+    assert not gate.admit(-35.0) and gate.admit(-28.0)
+
+
+def test_resume_event_type_is_exported() -> None:
+    assert SpeechResumed(at=1.0).at == 1.0
