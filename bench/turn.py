@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import PIPER, Stack
 from tests.speech import piper_speech
 from voicefleet.client.session import ClientSession
 from voicefleet.orchestrator.protocol import (
@@ -75,7 +75,8 @@ class TimedMicrophone:
         self.timeline[start:end] = clip[: end - start]
 
     def time_of(self, position_s: float) -> float:
-        index = min(len(self.sent_at) - 1, max(0, int(position_s * 50)))
+        """When the chunk holding the audio just before `position_s` was sent."""
+        index = min(len(self.sent_at) - 1, max(0, round(position_s * 50) - 1))
         return self.sent_at[index]
 
     async def run(self) -> None:
@@ -108,7 +109,7 @@ async def one_turn(url: str, text: str, clip: np.ndarray, barge: np.ndarray) -> 
             raise RuntimeError(f"no reply to {text!r}")
     barge_at = len(mic.sent_at) / 50 + 0.8
     mic.insert(barge_at, barge)
-    while not any(isinstance(m, AudioPause) for _, m in events) and not sender.done():
+    while not any(isinstance(m, TurnMetrics) for _, m in events) and not sender.done():
         await asyncio.sleep(0.005)
     sender.cancel()
     await session.close()
@@ -183,7 +184,8 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             stack = Stack(Path(tmp), f"redis://127.0.0.1:{server.port}/0")
             try:
-                stack.worker()
+                # As configs/worker.yaml: two inference threads.
+                stack.worker(models=[{**PIPER, "options": {"threads": 2}}])
                 orchestrator = stack.orchestrator(pipeline={"vad": {"hangover_ms": 600}})
                 turns = asyncio.run(run_stack(orchestrator.ws_url, clips, barge, args.rounds))
             finally:

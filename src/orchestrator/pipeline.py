@@ -359,6 +359,7 @@ class VoiceSession(ReplyHooks):
         await reply.cancel()
         if reply.timings.frames_sent:
             await self.sink.send_event(AudioCancel(turn=reply.turn, reason=reason))
+            await self.sink.send_event(self._turn_metrics(reply))
         if self.state in (State.SPEAKING, State.BARGED_IN, State.WAITING_FOR_INPUT):
             await self._move(State.LISTENING, reason)
 

@@ -86,8 +86,10 @@ class Stack:
         return process.start(require_ready=require_ready)
 
     def stop(self) -> None:
-        for process in [*self.orchestrators, *self.workers]:
-            process.stop()
+        for orchestrator in self.orchestrators:
+            orchestrator.stop()
+        for worker in self.workers:
+            worker.stop()
 
 
 @pytest.fixture
