@@ -38,6 +38,9 @@ class PipelineConfig(_Section):
     vad: VadConfig = VadConfig()
     barge_in_min_speech_ms: int = Field(250, ge=20, description="voiced time that makes it real")
     speculative: bool = Field(True, description="transcribe and reply while the hangover runs")
+    partial_interval_s: float = Field(
+        1.0, ge=0, description="partial transcripts this often while speaking (0: off)"
+    )
     playback_lead_ms: int = Field(120, ge=20, description="audio sent ahead of real time")
     first_frame_timeout_s: float = Field(10.0, gt=0)
     idle_timeout_s: float = Field(300.0, gt=0)

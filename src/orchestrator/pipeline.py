@@ -135,6 +135,8 @@ class VoiceSession(ReplyHooks):
         self._started = time.monotonic()
         self._last_activity = time.monotonic()
         self._watchdog: asyncio.Task[None] | None = None
+        self._last_partial = 0.0
+        self._partial_task: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
 
     @property
@@ -226,6 +228,7 @@ class VoiceSession(ReplyHooks):
         for event in self.segmenter.push(pcm16):
             await self._on_vad(event)
         await self._check_barge_in()
+        self._maybe_partial()
 
     async def push_text(self, text: str, mode: str) -> None:
         """Text instead of speech: a turn of its own (interrupting any reply)."""
@@ -263,6 +266,34 @@ class VoiceSession(ReplyHooks):
             self._speech_end_wall = time.perf_counter() - (event.decided_at - event.at)
             # Off the input path: transcription takes a while and audio keeps arriving.
             self._turn_task = asyncio.create_task(self._end_of_turn(event))
+
+    def _maybe_partial(self) -> None:
+        """A partial transcript while the person speaks, only when the ASR pool is idle, so a
+        partial never queues ahead of the turn's final transcription."""
+        interval = self.config.partial_interval_s
+        if (
+            not interval
+            or self.state is not State.LISTENING
+            or not self.segmenter.in_speech
+            or self._speculation is not None
+            or self.services.asr.in_flight
+            or self.segmenter.voiced_s < interval
+            or time.monotonic() - self._last_partial < interval
+        ):
+            return
+        self._last_partial = time.monotonic()
+        audio = self.segmenter.utterance_audio()
+        turn = self._turn + 1
+        self._partial_task = asyncio.create_task(self._send_partial(audio, turn))
+
+    async def _send_partial(self, audio: np.ndarray, turn: int) -> None:
+        try:
+            text = await self._transcribe(audio)
+        except Exception:
+            return  # a failed partial is not worth an error; the final will say
+        # Stale when the turn's final has gone out meanwhile.
+        if text and self._turn < turn and self.state is not State.TERMINATED:
+            await self.sink.send_event(TranscriptEvent(text=text, final=False, turn=turn))
 
     def _speculate(self, audio: np.ndarray) -> None:
         task = asyncio.create_task(self._transcribe(audio))

@@ -220,19 +220,22 @@ class VoiceActivitySegmenter:
         silence_ms = self._silence_frames * FRAME_MS
         if not voiced and silence_ms == self.config.speculate_ms:
             self._paused = True
-            events.append(SpeechPaused(at=round(self._last_voiced_end, 3), audio=self._audio()))
+            events.append(
+                SpeechPaused(at=round(self._last_voiced_end, 3), audio=self.utterance_audio())
+            )
         too_long = len(self._utterance) * FRAME_MS / 1000 >= self.config.max_utterance_s
         if silence_ms >= self.config.hangover_ms or too_long:
             events.append(
                 SpeechEnded(
                     at=round(self._last_voiced_end, 3),
                     decided_at=round(end, 3),
-                    audio=self._audio(),
+                    audio=self.utterance_audio(),
                     voiced_s=self._voiced_frames * FRAME_MS / 1000,
                 )
             )
             self.reset()
         return events
 
-    def _audio(self) -> Pcm16:
+    def utterance_audio(self) -> Pcm16:
+        """The utterance in progress so far (pre-roll included); empty outside speech."""
         return np.concatenate(self._utterance) if self._utterance else np.zeros(0, np.int16)

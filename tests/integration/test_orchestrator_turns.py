@@ -52,6 +52,8 @@ async def test_spoken_turn_is_transcribed_and_echoed_back(
     await session.close()
     finals = [e for e in events if isinstance(e, TranscriptEvent) and e.final]
     assert len(finals) == 1 and word_error_rate(SENTENCE, finals[0].text) <= 0.2, finals
+    partials = [e for e in events if isinstance(e, TranscriptEvent) and not e.final]
+    assert all(events.index(p) < events.index(finals[0]) for p in partials)
     frames = session.result.frames
     assert frames and {len(f) for f in frames} == {1920}
     end = next(e for e in events if isinstance(e, AudioEnd))
@@ -62,6 +64,21 @@ async def test_spoken_turn_is_transcribed_and_echoed_back(
     metrics = next(e for e in events if isinstance(e, TurnMetrics))
     assert metrics.ttfa_ms is not None and 0 < metrics.ttfa_ms < 5000
     assert metrics.asr_ms is not None and metrics.first_frame_ms is not None
+
+
+async def test_partial_transcripts_arrive_while_the_person_speaks(shared_stack: Stack) -> None:
+    text = "Please tell me a long story about the sea, the wind and the old ships in the harbour."
+    session, events = await open_session(shared_stack.orchestrators[0].ws_url)
+    session.mark_input_start()
+    await PacedAudio(piper_speech(text).tobytes(), 16_000, tail_silence=1.2).send(session)
+    assert await session.wait_reply(30), session.failure
+    await session.close()
+    final = next(e for e in events if isinstance(e, TranscriptEvent) and e.final)
+    partials = [e for e in events if isinstance(e, TranscriptEvent) and not e.final]
+    assert partials, "a 4 s utterance gets at least one partial transcript"
+    assert all(p.turn == final.turn and events.index(p) < events.index(final) for p in partials)
+    # A partial is a prefix-ish of the final: its first words are the final's first words.
+    assert partials[0].text.split()[:2] == final.text.split()[:2]
 
 
 async def test_barge_in_cancels_the_reply_and_listens(shared_stack: Stack) -> None:
