@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from voicefleet.client.cli import add_client_parser
 from voicefleet.settings import ConfigError
 from voicefleet.tts.errors import WorkerError
+
+if TYPE_CHECKING:
+    from voicefleet.orchestrator.config import LiveKitConfig
 
 
 def _configure_logging(level: str) -> None:
@@ -53,10 +57,23 @@ def _orchestrator(args: argparse.Namespace) -> int:
         overrides["http"] = http
     if args.redis_url is not None:
         overrides["router"] = {"redis_url": args.redis_url}
+    if args.livekit:
+        overrides["livekit"] = {"enabled": True}
     config = load_orchestrator_config(args.config, overrides)
+    if config.livekit.enabled:
+        _check_livekit(config.livekit)
     _configure_logging(config.log_level)
     asyncio.run(serve(config))
     return 0
+
+
+def _check_livekit(livekit: LiveKitConfig) -> None:
+    """Fail at start-up, not at the first room, when the LiveKit settings are incomplete."""
+    missing = [] if livekit.credentials() else [livekit.api_key_env, livekit.api_secret_env]
+    if not (livekit.url or os.environ.get("LIVEKIT_URL")):
+        missing.append("LIVEKIT_URL (or livekit.url)")
+    if missing:
+        raise ConfigError(f"--livekit needs {', '.join(missing)}")
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -101,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     orchestrator.add_argument("--host", help="address to bind")
     orchestrator.add_argument("--port", type=int, help="HTTP port")
     orchestrator.add_argument("--redis-url", help="registry Redis URL")
+    orchestrator.add_argument(
+        "--livekit",
+        action="store_true",
+        help="also run the LiveKit agent worker (LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET)",
+    )
     orchestrator.set_defaults(run=_orchestrator)
 
     up = commands.add_parser("up", help="everything: Redis-compatible server, worker, orchestrator")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,28 @@ class Orchestrator:
         return ready, checks
 
 
+def livekit_token(config: OrchestratorConfig, request: web.Request) -> web.Response:
+    """GET /token?room=R&identity=I: a LiveKit room token for the web page (404 unless the API
+    key and secret are configured; 400 naming the bad parameter)."""
+    livekit = config.livekit
+    credentials = livekit.credentials()
+    if credentials is None:
+        message = f"LiveKit is not configured ({livekit.api_key_env}, {livekit.api_secret_env})"
+        return web.json_response({"error": "livekit_disabled", "message": message}, status=404)
+    from voicefleet.orchestrator.transports.livekit import TokenRequestError, mint_token
+
+    room = request.query.get("room", "")
+    identity = request.query.get("identity", "")
+    try:
+        jwt = mint_token(
+            *credentials, room, identity, livekit.token_ttl_s, agent_name=livekit.agent_name
+        )
+    except TokenRequestError as error:
+        return web.json_response({"error": "bad_request", "message": str(error)}, status=400)
+    url = livekit.public_url or livekit.url or os.environ.get("LIVEKIT_URL", "")
+    return web.json_response({"token": jwt, "url": url, "room": room, "identity": identity})
+
+
 def build(config: OrchestratorConfig) -> Orchestrator:
     """Assemble services and routes (nothing is started)."""
     fleet = FleetView(config.router)
@@ -87,7 +110,11 @@ def build(config: OrchestratorConfig) -> Orchestrator:
         body = generate_latest(services.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def token(request: web.Request) -> web.Response:
+        return livekit_token(config, request)
+
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/token", token)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/ws", transport.handle)
@@ -136,10 +163,29 @@ async def serve(config: OrchestratorConfig, stop_event: asyncio.Event | None = N
     orchestrator = build(config)
     runner = await start(orchestrator)
     stop_event = stop_event or asyncio.Event()
+    livekit_worker: asyncio.Task[None] | None = None
+    if config.livekit.enabled:
+        from voicefleet.orchestrator.transports.livekit import run_worker
+
+        livekit_worker = asyncio.create_task(run_worker(config, config.livekit))
+        livekit_worker.add_done_callback(lambda task: _livekit_ended(task, stop_event))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop_event.set)
     await stop_event.wait()
     log.info("orchestrator shutting down")
+    if livekit_worker is not None:
+        livekit_worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await livekit_worker
     await stop(orchestrator, runner)
+
+
+def _livekit_ended(task: asyncio.Task[None], stop_event: asyncio.Event) -> None:
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None:
+        log.error("the LiveKit worker stopped: %s", error)
+        stop_event.set()

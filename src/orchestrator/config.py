@@ -48,6 +48,26 @@ class PipelineConfig(_Section):
     max_turns: int = Field(0, ge=0, description="0: unlimited")
 
 
+class LiveKitConfig(_Section):
+    """The LiveKit transport: the server, where the API credentials come from, the agent name."""
+
+    enabled: bool = False
+    url: str | None = Field(None, description="ws(s):// of the LiveKit server; else LIVEKIT_URL")
+    api_key_env: str = "LIVEKIT_API_KEY"
+    api_secret_env: str = "LIVEKIT_API_SECRET"
+    agent_name: str = "voicefleet"
+    token_ttl_s: int = Field(3600, ge=60, le=86_400)
+    public_url: str | None = Field(
+        None, description="LiveKit URL the browser dials (e.g. wss://host/rtc); else `url`"
+    )
+
+    def credentials(self) -> tuple[str, str] | None:
+        """(api key, api secret) from the environment; None unless both are set."""
+        key = os.environ.get(self.api_key_env, "")
+        secret = os.environ.get(self.api_secret_env, "")
+        return (key, secret) if key and secret else None
+
+
 class OrchestratorConfig(_Section):
     """Everything `voicefleet orchestrator` needs."""
 
@@ -56,6 +76,7 @@ class OrchestratorConfig(_Section):
     asr: ASRConfig = ASRConfig()
     responder: ResponderConfig = ResponderConfig()
     router: RouterConfig = RouterConfig()
+    livekit: LiveKitConfig = LiveKitConfig()
     log_level: str = "INFO"
 
 

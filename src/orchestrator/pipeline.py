@@ -18,9 +18,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -86,6 +86,15 @@ class Services:
 
 
 @dataclass
+class _TurnTiming:
+    """Latencies of the current turn, reported in its metrics event."""
+
+    endpoint_ms: float | None = None
+    asr_ms: float | None = None
+    barge_in_ms: float | None = None
+
+
+@dataclass
 class _Speculation:
     """A transcription (and maybe a held reply) started when silence began."""
 
@@ -136,6 +145,9 @@ class VoiceSession(ReplyHooks):
         self._last_activity = time.monotonic()
         self._watchdog: asyncio.Task[None] | None = None
         self._last_partial = 0.0
+        self._pending_transitions: list[Transition] = []
+        self._timing = _TurnTiming()
+        self._spawned: set[asyncio.Task[None]] = set()
         self._partial_task: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
 
@@ -193,15 +205,14 @@ class VoiceSession(ReplyHooks):
 
     # -- state events ----------------------------------------------------------------------
 
-    _pending_transitions: list[Transition]
-
     def _on_transition(self, move: Transition) -> None:
         self.services.metrics.transitions.labels(move.previous.value, move.state.value).inc()
         self.segmenter.set_state(move.state.value)
-        self.__dict__.setdefault("_pending_transitions", []).append(move)
+        # Observers are synchronous; the events go out at the next _flush_state_events().
+        self._pending_transitions.append(move)
 
     async def _flush_state_events(self) -> None:
-        moves = self.__dict__.pop("_pending_transitions", [])
+        moves, self._pending_transitions = self._pending_transitions, []
         for move in moves:
             await self.sink.send_event(
                 StateChanged(
@@ -298,7 +309,12 @@ class VoiceSession(ReplyHooks):
     def _speculate(self, audio: np.ndarray) -> None:
         task = asyncio.create_task(self._transcribe(audio))
         self._speculation = _Speculation(task, time.perf_counter())
-        task.add_done_callback(lambda _t: asyncio.ensure_future(self._speculative_reply(task)))
+        task.add_done_callback(lambda _t: self._spawn(self._speculative_reply(task)))
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._spawned.add(task)
+        task.add_done_callback(self._spawned.discard)
 
     async def _speculative_reply(self, task: asyncio.Task[str]) -> None:
         speculation = self._speculation
@@ -344,8 +360,8 @@ class VoiceSession(ReplyHooks):
             await self._cancel_reply("superseded")
         turn = self._next_turn()
         await self.sink.send_event(TranscriptEvent(text=text, final=True, turn=turn))
-        self._asr_ms = asr_ms
-        self._endpoint_ms = (event.decided_at - event.at) * 1000
+        self._timing.asr_ms = asr_ms
+        self._timing.endpoint_ms = (event.decided_at - event.at) * 1000
         held = speculation.reply if speculation is not None else None
         await self._begin_turn(turn, text, mode="answer", committed=True, held=held)
 
@@ -413,6 +429,9 @@ class VoiceSession(ReplyHooks):
         if self.state is State.WAITING_FOR_INPUT:
             await self._move(State.SPEAKING, "reply audio")
         await self.sink.send_event(AudioStart(turn=reply.turn))
+        if self.segmenter.in_speech:
+            # The person is already talking as the reply begins: treat it as a barge-in.
+            await self._barge_in_begin()
 
     async def finished(self, completed: bool) -> None:
         """A reply ended on its own (final frame, empty reply, or failure)."""
@@ -437,6 +456,7 @@ class VoiceSession(ReplyHooks):
             await self._move(State.LISTENING, "reply done" if completed else "no reply")
 
     def _turn_metrics(self, reply: Reply) -> TurnMetrics:
+        timing, self._timing = self._timing, _TurnTiming()
         t = reply.timings
         first_frame_ms = ttfa_ms = None
         if t.text_ready is not None and t.first_frame is not None:
@@ -447,11 +467,11 @@ class VoiceSession(ReplyHooks):
             self.services.metrics.ttfa_seconds.observe(ttfa_ms / 1000)
         return TurnMetrics(
             turn=reply.turn,
-            endpoint_ms=_round(self.__dict__.pop("_endpoint_ms", None)),
-            asr_ms=_round(self.__dict__.pop("_asr_ms", None)),
+            endpoint_ms=_round(timing.endpoint_ms),
+            asr_ms=_round(timing.asr_ms),
             first_frame_ms=_round(first_frame_ms),
             ttfa_ms=_round(ttfa_ms),
-            barge_in_ms=_round(self.__dict__.pop("_barge_in_ms", None)),
+            barge_in_ms=_round(timing.barge_in_ms),
         )
 
     # -- barge-in --------------------------------------------------------------------------
@@ -466,7 +486,7 @@ class VoiceSession(ReplyHooks):
             AudioPause(turn=reply.turn, input_ms=round(self.segmenter.now * 1000, 1))
         )
         barge_ms = (time.perf_counter() - self._barge_started) * 1000
-        self._barge_in_ms = barge_ms
+        self._timing.barge_in_ms = barge_ms
         self.services.metrics.barge_in_seconds.observe(barge_ms / 1000)
         await self._move(State.BARGED_IN, "speech over the agent")
         await self.speaker.pause()

@@ -139,7 +139,7 @@ def launch(name: str, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Launched:
     assert ran.returncode == 0, ran.stderr
     args_after, env = json.loads(ran.stdout)
     for var, value in env.items():
-        if var == "REDIS_URL" or var.startswith("VOICEFLEET_"):
+        if var == "REDIS_URL" or var.startswith(("VOICEFLEET_", "LIVEKIT_")):
             monkeypatch.setenv(var, value)
     configs: list[Any] = []
 
@@ -173,7 +173,7 @@ def as_configured(kind: str, path: Path, monkeypatch: pytest.MonkeyPatch) -> Any
     """The config file alone, without the service's environment overrides."""
     with monkeypatch.context() as scoped:
         for var in list(os.environ):
-            if var == "REDIS_URL" or var.startswith("VOICEFLEET_"):
+            if var == "REDIS_URL" or var.startswith(("VOICEFLEET_", "LIVEKIT_")):
                 scoped.delenv(var)
         return LOADERS[kind](path)
 
@@ -188,7 +188,7 @@ def caddy_default(variable: str) -> str:
 @pytest.fixture(autouse=True)
 def _no_outside_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in list(os.environ):
-        if var == "REDIS_URL" or var.startswith("VOICEFLEET_"):
+        if var == "REDIS_URL" or var.startswith(("VOICEFLEET_", "LIVEKIT_")):
             monkeypatch.delenv(var)
 
 

@@ -210,3 +210,8 @@ async def test_health_readiness_and_metrics(shared_stack: Stack) -> None:
         "voicefleet_playback_underruns_total",
     ):
         assert name in text, name
+
+
+def test_token_endpoint_is_off_without_livekit_keys(shared_stack: Stack) -> None:
+    status, body = shared_stack.orchestrators[0].get("/token?room=demo&identity=alice")
+    assert status == 404 and json.loads(body)["error"] == "livekit_disabled"

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING
 from livekit import api, rtc
 from livekit.protocol.agent_dispatch import RoomAgentDispatch
 from livekit.protocol.room import RoomConfiguration
-from pydantic import BaseModel, ConfigDict, Field
 
 from voicefleet.audio.format import OUTPUT_SAMPLE_RATE
+from voicefleet.orchestrator.config import LiveKitConfig
 from voicefleet.orchestrator.protocol import Hello
 from voicefleet.orchestrator.transports.livekit_bridge import CONTROL_TOPIC, LiveKitBridge
 
@@ -42,25 +42,6 @@ _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Audio the published track may hold ahead of playback: the pipeline already paces frames in
 # real time with a small lead, and AudioCancel clears this queue.
 OUTPUT_QUEUE_MS = 200
-
-
-class LiveKitConfig(BaseModel):
-    """The LiveKit transport: the server, where the API credentials come from, the agent name."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = False
-    url: str | None = Field(None, description="ws(s):// of the LiveKit server; else LIVEKIT_URL")
-    api_key_env: str = "LIVEKIT_API_KEY"
-    api_secret_env: str = "LIVEKIT_API_SECRET"
-    agent_name: str = "voicefleet"
-    token_ttl_s: int = Field(3600, ge=60, le=86_400)
-
-    def credentials(self) -> tuple[str, str] | None:
-        """(api key, api secret) from the environment; None unless both are set."""
-        key = os.environ.get(self.api_key_env, "")
-        secret = os.environ.get(self.api_secret_env, "")
-        return (key, secret) if key and secret else None
 
 
 class TokenRequestError(ValueError):
