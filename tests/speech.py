@@ -51,10 +51,16 @@ def _piper() -> PiperAdapter:
     return adapter
 
 
-def piper_speech(text: str, rate: int = 16000) -> Int16Samples:
-    """Speak text with the bundled Piper voice (joe, en-US), resampled to rate."""
+# Piper samples noise on every call; without it the same text always gives the same samples,
+# so an accuracy check that passes once passes every time.
+_NO_NOISE = SynthesisOptions(values={"noise_scale": 0.0, "noise_w_scale": 0.0})
+
+
+def piper_speech(text: str, rate: int = 16000, *, deterministic: bool = False) -> Int16Samples:
+    """Speak text with the bundled Piper voice, resampled; noise-free when deterministic."""
     adapter = _piper()
-    chunks = list(adapter.synthesize(text, SynthesisOptions()))
+    options = _NO_NOISE if deterministic else SynthesisOptions()
+    chunks = list(adapter.synthesize(text, options))
     if not chunks:
         raise ValueError(f"Piper produced no audio for {text!r}")
     audio = np.concatenate(chunks).astype(np.float32)

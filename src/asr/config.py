@@ -1,8 +1,8 @@
 """ASR settings: the `asr:` section of the orchestrator's config.
 
 Defaults were chosen by measurement (bench/asr.py, 2 CPU cores, bundled tiny.en int8): on
-1-4 s utterances they cut latency from ~430 ms (faster-whisper's default transcribe()) to
-~110 ms at the same word error rate.
+1-4 s utterances they cut latency from ~475-515 ms (faster-whisper's default transcribe()) to
+~135-140 ms at the same word error rate.
 """
 
 from __future__ import annotations

@@ -1,0 +1,125 @@
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+from tests.speech import piper_speech, to_float
+from voicefleet.asr import ASRConfig, ASRError, SpeechRecognizer, Transcript
+from voicefleet.asr.faster_whisper import FasterWhisperRecognizer
+from voicefleet.asr.service import ASRService, create_recognizer, warm_up_audio
+from voicefleet.asr.wer import word_error_rate
+from voicefleet.audio.pcm import Samples
+
+
+class GatedRecognizer(SpeechRecognizer):
+    """Answers with the clip's length once the gate opens; records how many ran at once."""
+
+    name: ClassVar[str] = "gated"
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.loads = 0
+        self.calls = 0
+        self.running = 0
+        self.most_running = 0
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        self.loads += 1
+
+    def transcribe(self, audio: Samples) -> Transcript:
+        with self._lock:
+            self.calls += 1
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+        try:
+            if not self.gate.wait(timeout=10):
+                raise TimeoutError("gate never opened")
+            return Transcript(str(audio.size), "en", audio.size / self.sample_rate, 0.1)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+async def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.005)
+
+
+async def test_start_loads_once_and_warms_up_off_the_loop() -> None:
+    fake = GatedRecognizer()
+    fake.gate.set()
+    service = ASRService(ASRConfig(), recognizer=fake)
+    assert not service.ready
+    await service.start()
+    await service.start()
+    assert service.ready
+    assert (fake.loads, fake.calls) == (1, 1)
+    service.close()
+    assert not service.ready
+
+
+async def test_requests_beyond_the_workers_queue_and_are_counted() -> None:
+    fake = GatedRecognizer()
+    fake.gate.set()
+    service = ASRService(ASRConfig(workers=1), recognizer=fake)
+    await service.start()
+    fake.gate.clear()
+    jobs = [
+        asyncio.create_task(service.transcribe(np.zeros(n, dtype=np.float32)))
+        for n in (100, 200, 300)
+    ]
+    await wait_until(lambda: fake.running == 1)
+    assert service.in_flight == 3
+    fake.gate.set()
+    results = await asyncio.gather(*jobs)
+    assert [r.text for r in results] == ["100", "200", "300"]
+    assert fake.most_running == 1
+    assert service.in_flight == 0
+    service.close()
+
+
+async def test_transcribing_before_start_or_after_close_is_an_error() -> None:
+    fake = GatedRecognizer()
+    fake.gate.set()
+    service = ASRService(ASRConfig(), recognizer=fake)
+    with pytest.raises(ASRError, match="not started"):
+        await service.transcribe(np.zeros(10, dtype=np.float32))
+    await service.start()
+    service.close()
+    with pytest.raises(ASRError, match="not started"):
+        await service.transcribe(np.zeros(10, dtype=np.float32))
+    assert fake.calls == 1  # only the warm-up ran
+
+
+def test_the_default_engine_is_faster_whisper() -> None:
+    assert isinstance(create_recognizer(ASRConfig()), FasterWhisperRecognizer)
+    noise = warm_up_audio()
+    assert noise.dtype == np.float32
+    assert noise.size == 16000
+    assert 0 < float(np.abs(noise).max()) < 0.05
+
+
+async def test_two_sessions_share_one_worker_and_both_get_their_text() -> None:
+    texts = ["Turn on the kitchen lights please.", "What is the weather like this weekend?"]
+    clips = [to_float(piper_speech(text, deterministic=True)) for text in texts]
+    service = ASRService(ASRConfig(workers=1))
+    await service.start()
+    try:
+        assert service.ready
+        pending = [asyncio.create_task(service.transcribe(clip)) for clip in clips]
+        await asyncio.sleep(0)
+        assert service.in_flight == 2
+        transcripts = await asyncio.gather(*pending)
+    finally:
+        service.close()
+    for text, transcript in zip(texts, transcripts, strict=True):
+        assert word_error_rate(text, transcript.text) <= 0.2, transcript.text
+    assert service.in_flight == 0
