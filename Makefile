@@ -13,12 +13,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# The browser's LiveKit mode needs livekit-client from npm (vendored, served locally).
 install: $(STAMP)
+	src/client/web/vendor.sh
 
-run: $(STAMP)
+run: install
 	$(BIN)/voicefleet up
 
-test: $(STAMP)
+test: install
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -56,8 +56,11 @@ def _piper() -> PiperAdapter:
 _NO_NOISE = SynthesisOptions(values={"noise_scale": 0.0, "noise_w_scale": 0.0})
 
 
-def piper_speech(text: str, rate: int = 16000, *, deterministic: bool = False) -> Int16Samples:
-    """Speak text with the bundled Piper voice, resampled; noise-free when deterministic."""
+def piper_speech(text: str, rate: int = 16000, *, deterministic: bool = True) -> Int16Samples:
+    """Speak text with the bundled Piper voice, resampled.
+
+    Deterministic (noise-free) by default: Piper samples noise, so the same text can come out
+    with a pause long enough to end a turn one run in twenty; tests must see the same audio."""
     adapter = _piper()
     options = _NO_NOISE if deterministic else SynthesisOptions()
     chunks = list(adapter.synthesize(text, options))

@@ -30,7 +30,7 @@ PIPER = {
 _prefixes = itertools.count()
 
 FAST_PIPELINE: dict[str, Any] = {
-    "vad": {"hangover_ms": 500},
+    "vad": {"hangover_ms": 600},
     "barge_in_min_speech_ms": 300,
 }
 

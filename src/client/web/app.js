@@ -1,15 +1,19 @@
 // The voicefleet web page: connects a microphone and a speaker to the orchestrator.
 //
 // app.js owns the page (controls, meters, transcript, errors) and one Session at a time; the
-// audio lives in audio.js, the wire protocol in a transport module (websocket.js today).
+// audio lives in audio.js, the wire protocol in a transport module (websocket.js or livekit.js).
 
 import { AudioEngine } from "./audio.js";
+import { LiveKitTransport } from "./livekit.js";
 import { TranscriptView } from "./transcript.js";
 import { WebSocketTransport } from "./websocket.js";
 
-// Transports by mode. LiveKit mode is a separate module with the same interface (see
-// websocket.js); registering it here and enabling its radio button is all the page needs.
-const TRANSPORTS = new Map([[WebSocketTransport.mode, WebSocketTransport]]);
+// Transports by mode, all with the interface websocket.js documents. A mode's radio button is
+// enabled when its transport is registered here.
+const TRANSPORTS = new Map([
+  [WebSocketTransport.mode, WebSocketTransport],
+  [LiveKitTransport.mode, LiveKitTransport],
+]);
 
 // Everything worth observing, kept current. Tests read it through `window.voicefleet`;
 // the functions are not enumerable so the state serializes as plain data.
@@ -29,6 +33,10 @@ const store = {
   underruns: 0,
   bufferedMs: 0,
   micChunks: 0,
+  // livekit-client's version once LiveKit mode has loaded its bundle (null before).
+  get livekitVersion() {
+    return LiveKitTransport.sdkVersion;
+  },
 };
 Object.defineProperties(store, {
   send: { value: (text, mode = "answer") => session?.sendText(text, mode) },
@@ -44,6 +52,8 @@ const ui = {
   settings: $("settings-fields"),
   serverUrl: $("server-url"),
   token: $("token"),
+  room: $("room"),
+  identity: $("identity"),
   voice: $("voice"),
   model: $("model"),
   language: $("language"),
@@ -68,6 +78,9 @@ function readSettings() {
   return {
     mode: ui.mode(),
     url: ui.serverUrl.value.trim(),
+    // LiveKit mode: the room to join and this participant's name in it.
+    room: ui.room.value.trim() || "voicefleet",
+    identity: ui.identity.value.trim(),
     // 16 kHz is what the orchestrator's VAD and ASR use; "native" sends the context's rate.
     inputRate: rate === "native" ? null : Number(rate ?? 16000),
     processing: query.get("processing") !== "off",
@@ -84,7 +97,9 @@ function prefillSettings() {
   const query = new URLSearchParams(location.search);
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   ui.serverUrl.value = query.get("ws") ?? `${scheme}//${location.host}/ws`;
-  for (const name of ["token", "voice", "model", "language"]) {
+  // Two tabs must not share an identity: LiveKit would disconnect the first when the second joins.
+  ui.identity.value = `web-${Math.random().toString(36).slice(2, 10)}`;
+  for (const name of ["token", "voice", "model", "language", "room", "identity"]) {
     if (query.has(name)) ui[name].value = query.get(name);
   }
 }
@@ -117,6 +132,9 @@ class Session {
     this.transport = new Transport({
       url: settings.url,
       hello: { sample_rate: this.engine.inputRate, ...settings.hello },
+      room: settings.room,
+      identity: settings.identity,
+      microphone: this.engine.stream.getAudioTracks()[0],
       onEvent: (message) => this.event(message),
       onAudio: (pcm) => this.audio(pcm),
       onClose: ({ code, reason }) => this.closedByPeer(code, reason),
@@ -125,6 +143,9 @@ class Session {
     store.sessionId = ready.session_id;
     store.connected = true;
     this.started = true;
+    // Over LiveKit the agent joins the room on its own, then announces itself with a `state`.
+    if (settings.mode === "livekit" && store.state === "disconnected") setState("waiting_for_agent");
+    return ready;
   }
 
   micChunk(pcm, rms) {
@@ -197,6 +218,8 @@ class Session {
   stopPlayback() {
     this.engine?.flush();
     this.discarding = true;
+    // A transport that plays the agent itself (LiveKit: an <audio> element) silences it too.
+    this.transport?.stopPlayback?.();
   }
 
   async stop() {
@@ -298,10 +321,12 @@ async function connect() {
   session = new Session(settings);
   setControls("connecting");
   try {
-    await session.start();
+    const ready = await session.start();
     setControls("connected");
     transcript.note(
-      `connected: microphone ${store.contextSampleRate} Hz → ${store.inputSampleRate} Hz to ${settings.url}`,
+      settings.mode === "livekit"
+        ? `connected to LiveKit room "${ready.room}" at ${ready.url} as ${ready.identity}`
+        : `connected: microphone ${store.contextSampleRate} Hz → ${store.inputSampleRate} Hz to ${settings.url}`,
     );
   } catch (error) {
     const failed = session;
