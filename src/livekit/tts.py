@@ -148,6 +148,18 @@ class FleetTTS(tts.TTS[Never]):  # Never: no events beyond the base class's
             await _bounded(speaker.close())
 
 
+def _initialize(output_emitter: tts.AudioEmitter, *, stream: bool) -> None:
+    """The fleet's output format: 48 kHz mono PCM in 20 ms frames."""
+    output_emitter.initialize(
+        request_id=utils.shortuuid(),
+        sample_rate=OUTPUT_SAMPLE_RATE,
+        num_channels=1,
+        mime_type="audio/pcm",
+        frame_size_ms=FRAME_MS,
+        stream=stream,
+    )
+
+
 class FleetChunkedStream(tts.ChunkedStream):
     """One whole text through the fleet."""
 
@@ -156,13 +168,7 @@ class FleetChunkedStream(tts.ChunkedStream):
         self._fleet_tts = tts
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
-        output_emitter.initialize(
-            request_id=utils.shortuuid(),
-            sample_rate=OUTPUT_SAMPLE_RATE,
-            num_channels=1,
-            mime_type="audio/pcm",
-            frame_size_ms=FRAME_MS,
-        )
+        _initialize(output_emitter, stream=False)
         if self.input_text.strip():
             await self._fleet_tts._speak(
                 _once(self.input_text), output_emitter, self._conn_options.timeout
@@ -178,14 +184,7 @@ class FleetSynthesizeStream(tts.SynthesizeStream):
         self._fleet_tts = tts
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
-        output_emitter.initialize(
-            request_id=utils.shortuuid(),
-            sample_rate=OUTPUT_SAMPLE_RATE,
-            num_channels=1,
-            mime_type="audio/pcm",
-            frame_size_ms=FRAME_MS,
-            stream=True,
-        )
+        _initialize(output_emitter, stream=True)
         texts = self._segment_text()
         first = await anext(texts, None)
         if first is None:  # nothing to say: no segment, no worker

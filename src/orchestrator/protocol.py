@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 PROTOCOL_VERSION = 1
 MIN_INPUT_RATE = 8_000
@@ -282,3 +282,28 @@ def server_message_from_json(text: str) -> ServerMessage:
     """Decode a server text frame (clients and tests use this)."""
     message: ServerMessage = _decode(text, _SERVER_TYPES)
     return message
+
+
+class ControlTarget(Protocol):
+    """What a control message acts on (a session, whatever the transport)."""
+
+    async def push_text(self, text: str, mode: str) -> None:
+        """A typed turn."""
+
+    async def interrupt(self) -> None:
+        """Stop the agent's reply."""
+
+    async def close(self, reason: str) -> None:
+        """Hang up."""
+
+
+async def dispatch_control(target: ControlTarget, message: ClientMessage) -> None:
+    """Apply a control message to an open session; a second hello is an error."""
+    if isinstance(message, Hello):
+        raise ProtocolError("already_started", "hello was already accepted for this session")
+    if isinstance(message, SpeakText):
+        await target.push_text(message.text, message.mode)
+    elif isinstance(message, Interrupt):
+        await target.interrupt()
+    elif isinstance(message, Bye):
+        await target.close("bye")

@@ -30,14 +30,12 @@ from voicefleet.audio.pcm import float_to_s16le
 from voicefleet.audio.resample import StreamResampler
 from voicefleet.orchestrator.protocol import (
     AudioCancel,
-    Bye,
     ErrorEvent,
     Hello,
-    Interrupt,
     ProtocolError,
     ServerMessage,
-    SpeakText,
     client_message_from_json,
+    dispatch_control,
     to_json,
 )
 
@@ -209,14 +207,7 @@ class LiveKitBridge:
         async for payload in self.room.data_messages():
             try:
                 message = client_message_from_json(payload.decode("utf-8", errors="replace"))
-                if isinstance(message, Hello):
-                    raise ProtocolError("already_started", "a LiveKit session starts on join")
-                if isinstance(message, SpeakText):
-                    await session.push_text(message.text, message.mode)
-                elif isinstance(message, Interrupt):
-                    await session.interrupt()
-                elif isinstance(message, Bye):
-                    await session.close("bye")
+                await dispatch_control(session, message)
             except ProtocolError as error:
                 await self.send_event(ErrorEvent(code=error.code, message=error.message))
 

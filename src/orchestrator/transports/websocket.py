@@ -15,15 +15,13 @@ from aiohttp import WSMsgType, web
 
 from voicefleet.orchestrator.pipeline import Services, VoiceSession
 from voicefleet.orchestrator.protocol import (
-    Bye,
     ErrorEvent,
     Hello,
-    Interrupt,
     ProtocolError,
     Ready,
     ServerMessage,
-    SpeakText,
     client_message_from_json,
+    dispatch_control,
     to_json,
 )
 from voicefleet.orchestrator.responder import Responder
@@ -122,14 +120,7 @@ class WebSocketTransport:
                     "hello_required", f"the first message must be hello, not {message.type}"
                 )
             return await self._open(message, sink)
-        if isinstance(message, Hello):
-            raise ProtocolError("already_started", "hello was already accepted for this session")
-        if isinstance(message, SpeakText):
-            await session.push_text(message.text, message.mode)
-        elif isinstance(message, Interrupt):
-            await session.interrupt()
-        elif isinstance(message, Bye):
-            await session.close("bye")
+        await dispatch_control(session, message)
         return session
 
     async def _open(self, hello: Hello, sink: WebSocketSink) -> VoiceSession | None:
