@@ -57,25 +57,67 @@ class WorkerPool:
         self._clients.clear()
 
 
-class _Ledger:
-    """Mirror of the worker's segmentation of what was sent."""
+class _TextLog:
+    """The reply's text as it arrives, append-only: streams read it by position, so a stream
+    that fails can never take text meant for the next one."""
 
     def __init__(self) -> None:
-        self.segmenter = TextSegmenter()
-        self.segments: list[str] = []
+        self.items: list[str] = []
         self.ended = False
+        self._changed = asyncio.Event()
 
     def add(self, text: str) -> None:
+        self.items.append(text)
+        self._changed.set()
+
+    def end(self) -> None:
+        self.ended = True
+        self._changed.set()
+
+    async def wait_beyond(self, position: int) -> None:
+        while position >= len(self.items) and not self.ended:
+            self._changed.clear()
+            await self._changed.wait()
+
+
+class _Attempt:
+    """One worker stream of the reply: what it was handed, mirrored through the worker's
+    segmentation (the same TextSegmenter over the same chunks gives the same indexes)."""
+
+    def __init__(self, log: _TextLog, start: int, resend: str) -> None:
+        self.log = log
+        self.position = start
+        self.resend = resend
+        self.segmenter = TextSegmenter()
+        self.segments: list[str] = []
+        self.dead = False
+
+    async def chunks(self) -> AsyncIterator[str]:
+        """The request stream: the re-sent text, then the log from this attempt's start."""
+        if self.resend:
+            self._sent(self.resend + " ")
+            yield self.resend + " "
+        while True:
+            await self.log.wait_beyond(self.position)
+            if self.dead:
+                return
+            if self.position < len(self.log.items):
+                text = self.log.items[self.position]
+                self.position += 1
+                self._sent(text)
+                yield text
+            elif self.log.ended:
+                self.segments += self.segmenter.flush()
+                return
+
+    def _sent(self, text: str) -> None:
         self.segments += self.segmenter.push(text)
 
-    def finish(self) -> None:
-        self.segments += self.segmenter.flush()
-        self.ended = True
-
     def unspoken(self, from_segment: int) -> str:
-        return " ".join(
-            [*self.segments[from_segment:], self.segmenter.pending_text.strip()]
-        ).strip()
+        """Text handed to this stream from `from_segment` on (its segments and the remainder)."""
+        self.dead = True
+        parts = [*self.segments[from_segment:], self.segmenter.pending_text.strip()]
+        return " ".join(parts).strip()
 
 
 class ReplySpeaker:
@@ -131,27 +173,27 @@ class ReplySpeaker:
 
     async def speak(self, texts: AsyncIterator[str]) -> AsyncIterator[SpeechFrame]:
         """Stream the texts to the fleet; yield frames until the reply's final frame."""
-        inbox: asyncio.Queue[str | None] = asyncio.Queue()
+        log_ = _TextLog()
 
         async def feed() -> None:
             async for text in texts:
                 if text:
-                    inbox.put_nowait(text)
-            inbox.put_nowait(None)
+                    log_.add(text)
+            log_.end()
 
         feeder = asyncio.create_task(feed())
         failed: set[str] = set()
-        resend = ""
+        attempt = _Attempt(log_, 0, "")
+        reopened = False
         try:
             while True:
                 client, worker_session, name = await self._open(failed)
                 self.worker_name = name
                 self._current = (client, worker_session)
-                ledger = _Ledger()
                 highest = -1
                 try:
-                    chunks = self._chunks(ledger, resend, inbox)
-                    async for frame in self._frames(client.synthesize(worker_session, chunks)):
+                    stream = client.synthesize(worker_session, attempt.chunks())
+                    async for frame in self._frames(stream):
                         highest = max(highest, frame.segment_index)
                         yield SpeechFrame(frame.pcm, frame.final)
                         if frame.final:
@@ -161,6 +203,15 @@ class ReplySpeaker:
                     reason = (
                         error.code().name if isinstance(error, grpc.aio.AioRpcError) else "timeout"
                     )
+                    # The next attempt re-sends what this one was handed from the segment that
+                    # was playing, then goes on reading the log where this one stopped.
+                    attempt = _Attempt(log_, attempt.position, attempt.unspoken(max(highest, 0)))
+                    self._sessions.pop(client.address, None)
+                    if reason == "NOT_FOUND" and highest < 0 and not reopened:
+                        # The worker ended our idle session (its reaper): open a new one there.
+                        log.info("session %s: worker session gone on %s", self.session_id, name)
+                        reopened = True
+                        continue
                     log.warning(
                         "session %s: worker %s failed mid-reply (%s); re-routing from segment %d",
                         self.session_id,
@@ -170,31 +221,12 @@ class ReplySpeaker:
                     )
                     self.router.mark_failed(name)
                     failed.add(name)
-                    self._sessions = {
-                        a: s for a, s in self._sessions.items() if a != client.address
-                    }
                     self.failovers += 1
-                    resend = ledger.unspoken(max(highest, 0))
-                    if ledger.ended:  # the failed stream had taken the end-of-input marker
-                        inbox.put_nowait(None)
         finally:
             self._current = None
             feeder.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await feeder
-
-    @staticmethod
-    async def _chunks(
-        ledger: _Ledger, resend: str, inbox: asyncio.Queue[str | None]
-    ) -> AsyncIterator[str]:
-        # Everything handed to the stream enters the ledger, so a failure knows what was sent.
-        if resend:
-            ledger.add(resend + " ")
-            yield resend + " "
-        while (text := await inbox.get()) is not None:
-            ledger.add(text)
-            yield text
-        ledger.finish()
 
     async def _frames(
         self, stream: grpc.aio.StreamStreamCall[tts_pb2.TextChunk, tts_pb2.AudioFrame]

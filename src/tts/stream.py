@@ -80,6 +80,7 @@ class SynthesisStream:
         self._error: WorkerError | None = None
         self._first_text_at: float | None = None
         self._first_frame_sent = asyncio.Event()
+        self._waiting = 0  # segments queued, not yet rendering
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -114,7 +115,8 @@ class SynthesisStream:
             for task in self._tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            self._stats.queue_depth -= self._segments.qsize()
+            # Segments never rendered leave the worker's queue with the stream.
+            self._stats.queue_depth -= self._waiting
             self._stats.active_streams -= 1
 
     def _fail(self, error: WorkerError) -> None:
@@ -172,6 +174,7 @@ class SynthesisStream:
     def _queue_segments(self, segments: list[str]) -> None:
         for segment in segments:
             self._stats.queue_depth += 1
+            self._waiting += 1
             self._segments.put_nowait(segment)
 
     # -- renderer ------------------------------------------------------------------------
@@ -181,6 +184,7 @@ class SynthesisStream:
         index = 0
         while (segment := await self._segments.get()) is not None:
             self._stats.queue_depth -= 1
+            self._waiting -= 1
             if index == 1:
                 # Two cores: let the first frame leave before the next segment takes the CPU.
                 with contextlib.suppress(TimeoutError):

@@ -19,7 +19,7 @@ from tests.speech import piper_speech, write_wav
 from tests.worker_process import WorkerProcess, free_port
 from voicefleet.asr.faster_whisper import FasterWhisperRecognizer
 from voicefleet.asr.wer import normalize_words
-from voicefleet.orchestrator.protocol import AgentText, AudioEnd, AudioStart
+from voicefleet.orchestrator.protocol import AgentText, AudioEnd, AudioStart, ErrorEvent
 from voicefleet.rpc.generated import tts_pb2
 from voicefleet.rpc.tts_client import TTSClient
 
@@ -199,3 +199,28 @@ def test_cli_client_round_trips_a_wav(shared_stack: Stack, tmp_path: Path) -> No
     with wave.open(str(reply)) as wav:
         assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (48_000, 1, 2)
         assert wav.getnframes() > 48_000 // 2 and wav.getnframes() % 960 == 0
+
+
+async def test_a_worker_session_reaped_while_idle_is_reopened(
+    tmp_path: Path, redis_url: str
+) -> None:
+    stack = Stack(tmp_path, redis_url)
+    try:
+        stack.worker(limits={"session_idle_s": 1.0})
+        orchestrator = stack.orchestrator()
+        session, events = await open_session(orchestrator.ws_url)
+        for turn, text in enumerate(("First reply.", "Second, after the worker forgot us."), 1):
+            await session.send_text(text, "say")
+
+            def done(e: object, n: int = turn) -> bool:
+                return isinstance(e, ErrorEvent) or (isinstance(e, AudioEnd) and e.turn == n)
+
+            ended = await wait_for_event(events, done, 30)
+            assert isinstance(ended, AudioEnd), (ended, orchestrator.log()[-3000:])
+            await asyncio.sleep(2.5)  # longer than the worker's idle reaper
+        await session.close()
+        _status, text = orchestrator.get("/metrics")
+        assert "voicefleet_tts_failovers_total 0.0" in text
+        assert "ended after" in stack.workers[0].log(), "the worker did reap the idle session"
+    finally:
+        stack.stop()
