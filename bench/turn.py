@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.report import print_result
 from tests.integration.conftest import PIPER, Stack
 from tests.speech import piper_speech
 from voicefleet.client.session import ClientSession
@@ -213,10 +213,7 @@ def main() -> int:
         "barge_onset_to_pause_ms_p50": round(median("barge_onset_to_pause_ms"), 1),
         "turns": len(turns),
     }
-    print(f"{'measure':<32}{'value':>10}")
-    for key, value in result.items():
-        print(f"{key:<32}{value:>10}")
-    print(json.dumps(result))
+    print_result(result)
     return 0
 
 

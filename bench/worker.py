@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.report import print_result
 from tests.worker_process import WorkerProcess
 from voicefleet.rpc.generated import tts_pb2
 from voicefleet.rpc.tts_client import PAUSE, RESUME, STOP, TTSClient
@@ -189,10 +189,7 @@ def main() -> int:
         "worker_rtf": round(measured["worker_rtf"][0], 3),
         "samples": len(first),
     }
-    print(f"{'measure':<34}{'value':>10}")
-    for key, value in result.items():
-        print(f"{key:<34}{value:>10}")
-    print(json.dumps(result))
+    print_result(result)
     return 0
 
 

@@ -66,6 +66,13 @@ def compression_ratio(text: str) -> float:
     return len(raw) / len(zlib.compress(raw)) if raw else 0.0
 
 
+def model_directory(config: ASRConfig) -> Path:
+    """The configured CTranslate2 model directory, or the bundled tiny.en."""
+    if config.model_path:
+        return Path(config.model_path).expanduser()
+    return bundled_model_path()
+
+
 class FasterWhisperRecognizer(SpeechRecognizer):
     """One CTranslate2 Whisper model; safe to call from `config.workers` threads at once."""
 
@@ -84,9 +91,7 @@ class FasterWhisperRecognizer(SpeechRecognizer):
     @property
     def model_path(self) -> Path:
         """The configured model directory, or the bundled tiny.en."""
-        if self.config.model_path:
-            return Path(self.config.model_path).expanduser()
-        return bundled_model_path()
+        return model_directory(self.config)
 
     def load(self) -> None:
         """Open the model from a local directory; never downloads."""

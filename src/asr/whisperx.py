@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from voicefleet.asr.base import ASRError, ASRUnavailable, SpeechRecognizer, Transcript, check_audio
 from voicefleet.asr.config import ASRConfig
-from voicefleet.asr.faster_whisper import FALLBACK_TEMPERATURES, bundled_model_path
+from voicefleet.asr.faster_whisper import FALLBACK_TEMPERATURES, model_directory
 from voicefleet.audio.pcm import Samples
 
 INSTALL_HINT = "engine 'whisperx' needs the whisperx extra: pip install 'voicefleet[whisperx]'"
@@ -34,9 +34,7 @@ class WhisperXRecognizer(SpeechRecognizer):
     @property
     def model_path(self) -> Path:
         """The configured model directory, or the bundled tiny.en."""
-        if self.config.model_path:
-            return Path(self.config.model_path).expanduser()
-        return bundled_model_path()
+        return model_directory(self.config)
 
     def load(self) -> None:
         """Import whisperx and open the model; ASRUnavailable when the extra is missing."""
