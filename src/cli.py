@@ -58,10 +58,10 @@ def _orchestrator(args: argparse.Namespace) -> int:
     if args.redis_url is not None:
         overrides["router"] = {"redis_url": args.redis_url}
     if args.livekit:
-        overrides["livekit"] = {"enabled": True}
+        overrides["transport"] = {"livekit": {"enabled": True}}
     config = load_orchestrator_config(args.config, overrides)
-    if config.livekit.enabled:
-        _check_livekit(config.livekit)
+    if config.transport.livekit.enabled:
+        _check_livekit(config.transport.livekit)
     _configure_logging(config.log_level)
     asyncio.run(serve(config))
     return 0
@@ -71,7 +71,7 @@ def _check_livekit(livekit: LiveKitConfig) -> None:
     """Fail at start-up, not at the first room, when the LiveKit settings are incomplete."""
     missing = [] if livekit.credentials() else [livekit.api_key_env, livekit.api_secret_env]
     if not (livekit.url or os.environ.get("LIVEKIT_URL")):
-        missing.append("LIVEKIT_URL (or livekit.url)")
+        missing.append("LIVEKIT_URL (or transport.livekit.url)")
     if missing:
         raise ConfigError(f"--livekit needs {', '.join(missing)}")
 

@@ -56,7 +56,7 @@ class Orchestrator:
 def livekit_token(config: OrchestratorConfig, request: web.Request) -> web.Response:
     """GET /token?room=R&identity=I: a LiveKit room token for the web page (404 unless the API
     key and secret are configured; 400 naming the bad parameter)."""
-    livekit = config.livekit
+    livekit = config.transport.livekit
     credentials = livekit.credentials()
     if credentials is None:
         message = f"LiveKit is not configured ({livekit.api_key_env}, {livekit.api_secret_env})"
@@ -164,10 +164,10 @@ async def serve(config: OrchestratorConfig, stop_event: asyncio.Event | None = N
     runner = await start(orchestrator)
     stop_event = stop_event or asyncio.Event()
     livekit_worker: asyncio.Task[None] | None = None
-    if config.livekit.enabled:
+    if config.transport.livekit.enabled:
         from voicefleet.orchestrator.transports.livekit import run_worker
 
-        livekit_worker = asyncio.create_task(run_worker(config, config.livekit))
+        livekit_worker = asyncio.create_task(run_worker(config, config.transport.livekit))
         livekit_worker.add_done_callback(lambda task: _livekit_ended(task, stop_event))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -68,6 +68,12 @@ class LiveKitConfig(_Section):
         return (key, secret) if key and secret else None
 
 
+class TransportConfig(_Section):
+    """Transports beside the WebSocket (which is always on)."""
+
+    livekit: LiveKitConfig = LiveKitConfig()
+
+
 class OrchestratorConfig(_Section):
     """Everything `voicefleet orchestrator` needs."""
 
@@ -76,7 +82,7 @@ class OrchestratorConfig(_Section):
     asr: ASRConfig = ASRConfig()
     responder: ResponderConfig = ResponderConfig()
     router: RouterConfig = RouterConfig()
-    livekit: LiveKitConfig = LiveKitConfig()
+    transport: TransportConfig = TransportConfig()
     log_level: str = "INFO"
 
 

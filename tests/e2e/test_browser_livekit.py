@@ -82,7 +82,9 @@ def livekit_orchestrator(
     # OrchestratorProcess passes its own environment on: the keys must be set before it starts.
     monkeypatch.setenv("LIVEKIT_API_KEY", API_KEY)
     monkeypatch.setenv("LIVEKIT_API_SECRET", API_SECRET)
-    orchestrator = stack.orchestrator(livekit={"url": f"ws://127.0.0.1:{free_port()}"})
+    orchestrator = stack.orchestrator(
+        transport={"livekit": {"url": f"ws://127.0.0.1:{free_port()}"}}
+    )
     yield orchestrator
     orchestrator.stop()
 
