@@ -19,7 +19,13 @@ from tests.speech import piper_speech, write_wav
 from tests.worker_process import WorkerProcess, free_port
 from voicefleet.asr.faster_whisper import FasterWhisperRecognizer
 from voicefleet.asr.wer import normalize_words
-from voicefleet.orchestrator.protocol import AgentText, AudioEnd, AudioStart, ErrorEvent
+from voicefleet.orchestrator.protocol import (
+    AgentText,
+    AudioEnd,
+    AudioStart,
+    ErrorEvent,
+    StateChanged,
+)
 from voicefleet.rpc.generated import tts_pb2
 from voicefleet.rpc.tts_client import TTSClient
 
@@ -222,5 +228,31 @@ async def test_a_worker_session_reaped_while_idle_is_reopened(
         _status, text = orchestrator.get("/metrics")
         assert "voicefleet_tts_failovers_total 0.0" in text
         assert "ended after" in stack.workers[0].log(), "the worker did reap the idle session"
+    finally:
+        stack.stop()
+
+
+async def test_no_worker_is_a_clear_error_and_the_session_survives(
+    tmp_path: Path, redis_url: str
+) -> None:
+    stack = Stack(tmp_path, redis_url)  # a registry prefix no worker uses
+    try:
+        orchestrator = stack.orchestrator(require_ready=False)
+        status, body = orchestrator.get("/readyz")
+        assert status == 503 and json.loads(body)["workers"] == []
+        session, events = await open_session(orchestrator.ws_url)
+        await session.send_text("Is anybody there?", "say")
+        error = await wait_for_event(events, lambda e: isinstance(e, ErrorEvent), 20)
+        assert isinstance(error, ErrorEvent) and error.code == "tts_failed" and not error.fatal
+        assert "no TTS worker is registered" in error.message
+        await wait_for_event(
+            events,
+            lambda e: (
+                isinstance(e, StateChanged) and e.state == "listening" and e.reason == "no reply"
+            ),
+            5,
+        )
+        assert not session.finished
+        await session.close()
     finally:
         stack.stop()

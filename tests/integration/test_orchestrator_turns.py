@@ -135,6 +135,9 @@ async def test_text_turn_says_exactly_the_text(
     await session.close()
     heard = transcribe_reply(recognizer, b"".join(session.result.frames))
     assert word_error_rate("Good evening, the table is ready.", heard) <= 0.2, heard
+    # Paced in real time (120 ms lead), never burst: the frames arrive over the reply's duration.
+    times = session.result.frame_times
+    assert times[-1] - times[0] >= len(times) * 0.020 - 0.25
 
 
 async def test_bad_input_gets_error_codes_and_the_session_survives(shared_stack: Stack) -> None:
