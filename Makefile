@@ -26,7 +26,7 @@ test: install
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
-	$(BIN)/mypy --strict -p voicefleet
+	$(BIN)/mypy --strict src
 
 proto: $(STAMP)
 	$(BIN)/python -m voicefleet.rpc.codegen
