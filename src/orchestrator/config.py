@@ -58,7 +58,7 @@ class LiveKitConfig(_Section):
     agent_name: str = "voicefleet"
     token_ttl_s: int = Field(3600, ge=60, le=86_400)
     public_url: str | None = Field(
-        None, description="LiveKit URL the browser dials (e.g. wss://host/rtc); else `url`"
+        None, description="LiveKit URL the browser dials (e.g. wss://host); else `url`"
     )
 
     def credentials(self) -> tuple[str, str] | None:

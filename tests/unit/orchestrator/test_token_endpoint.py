@@ -18,7 +18,7 @@ async def test_token_endpoint_mints_a_verifiable_room_token(
     config = OrchestratorConfig.model_validate(
         {
             "transport": {
-                "livekit": {"url": "ws://livekit:7880", "public_url": "wss://example.test/rtc"}
+                "livekit": {"url": "ws://livekit:7880", "public_url": "wss://example.test"}
             }
         }
     )
@@ -27,7 +27,7 @@ async def test_token_endpoint_mints_a_verifiable_room_token(
         reply = await client.get("/token", params={"room": "demo", "identity": "alice"})
         assert reply.status == 200
         body = await reply.json()
-        assert body["url"] == "wss://example.test/rtc"
+        assert body["url"] == "wss://example.test"
         claims = api.TokenVerifier(
             "devkey", "secret-that-is-long-enough-for-hs256-0123456789"
         ).verify(body["token"])
