@@ -133,7 +133,7 @@ async def test_livekit_mode_fetches_a_token_and_reports_an_unreachable_server(
     bundle: Path, livekit_orchestrator: OrchestratorProcess, silent_mic: Path
 ) -> None:
     """Token, bundle and dial all happen; the dead LiveKit URL ends in a visible error."""
-    livekit_url = livekit_orchestrator.config["livekit"]["url"]
+    livekit_url = livekit_orchestrator.config["transport"]["livekit"]["url"]
     async with open_page(require_chromium(), silent_mic) as page:
         page_errors: list[str] = []
         page.on("pageerror", lambda error: page_errors.append(str(error)))

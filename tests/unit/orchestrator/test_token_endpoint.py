@@ -16,11 +16,7 @@ async def test_token_endpoint_mints_a_verifiable_room_token(
     monkeypatch.setenv("LIVEKIT_API_KEY", "devkey")
     monkeypatch.setenv("LIVEKIT_API_SECRET", "secret-that-is-long-enough-for-hs256-0123456789")
     config = OrchestratorConfig.model_validate(
-        {
-            "transport": {
-                "livekit": {"url": "ws://livekit:7880", "public_url": "wss://example.test"}
-            }
-        }
+        {"transport": {"livekit": {"url": "ws://livekit:7880", "public_url": "wss://example.test"}}}
     )
     orchestrator = build(config)
     async with TestClient(TestServer(orchestrator.app)) as client:
