@@ -446,9 +446,9 @@ class VoiceSession(ReplyHooks):
             metrics.underruns.inc(timings.underruns)
         if timings.failovers:
             metrics.failovers.inc(timings.failovers)
-        for error in timings.errors:
-            metrics.errors.labels("tts").inc()
-            await self.sink.send_event(ErrorEvent(code="tts_failed", message=error))
+        for code, message in timings.errors:
+            metrics.errors.labels(code).inc()
+            await self.sink.send_event(ErrorEvent(code=code, message=message))
         if timings.frames_sent:
             await self.sink.send_event(AudioEnd(turn=reply.turn, frames=timings.frames_sent))
             await self.sink.send_event(self._turn_metrics(reply))

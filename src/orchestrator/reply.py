@@ -32,7 +32,7 @@ class ReplyTimings:
     frames_sent: int = 0
     underruns: int = 0
     failovers: int = 0
-    errors: list[str] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (error code, message)
 
 
 class ReplyHooks:
@@ -133,6 +133,10 @@ class Reply:
                     self.timings.text_ready = time.perf_counter()
                 await self._emit(AgentText(text=text, turn=self.turn))
                 yield text
+        except Exception as error:
+            # What the responder said before failing is still spoken; the failure is reported.
+            log.warning("reply %d: responder failed: %s", self.turn, error)
+            self.timings.errors.append(("responder_failed", str(error)))
         finally:
             # A cancelled reply closes the responder's stream (and its HTTP request) now.
             close = getattr(self._texts, "aclose", None)
@@ -150,7 +154,7 @@ class Reply:
             raise
         except Exception as error:
             log.warning("reply %d failed: %s", self.turn, error)
-            self.timings.errors.append(str(error))
+            self.timings.errors.append(("tts_failed", str(error)))
         finally:
             self.timings.failovers = self._speaker.failovers
             self._frames.put_nowait(None)

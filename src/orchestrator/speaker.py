@@ -176,10 +176,13 @@ class ReplySpeaker:
         log_ = _TextLog()
 
         async def feed() -> None:
-            async for text in texts:
-                if text:
-                    log_.add(text)
-            log_.end()
+            try:
+                async for text in texts:
+                    if text:
+                        log_.add(text)
+            finally:
+                # Whatever ends the text (even an error, reported by its owner) ends the input.
+                log_.end()
 
         feeder = asyncio.create_task(feed())
         failed: set[str] = set()

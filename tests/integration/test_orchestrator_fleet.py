@@ -256,3 +256,25 @@ async def test_no_worker_is_a_clear_error_and_the_session_survives(
         await session.close()
     finally:
         stack.stop()
+
+
+async def test_an_unreachable_llm_is_a_clear_error_and_the_session_survives(
+    shared_stack: Stack,
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    orchestrator = shared_stack.orchestrator(
+        responder={"kind": "openai", "openai": {"base_url": dead}}
+    )
+    session, events = await open_session(orchestrator.ws_url)
+    await session.send_text("Are you there?", "answer")
+    error = await wait_for_event(events, lambda e: isinstance(e, ErrorEvent), 20)
+    assert isinstance(error, ErrorEvent) and error.code == "responder_failed" and not error.fatal
+    assert dead in error.message
+    await wait_for_event(
+        events,
+        lambda e: isinstance(e, StateChanged) and e.state == "listening" and e.previous != "idle",
+        10,
+    )
+    await session.send_text("Still alive.", "say")
+    await wait_for_event(events, lambda e: isinstance(e, AudioEnd), 20)
+    await session.close()
