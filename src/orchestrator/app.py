@@ -17,9 +17,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from voicefleet.asr.service import ASRService
 from voicefleet.orchestrator.config import OrchestratorConfig
 from voicefleet.orchestrator.metrics import OrchestratorMetrics
-from voicefleet.orchestrator.pipeline import Services
 from voicefleet.orchestrator.responder import Responder, create_responder
 from voicefleet.orchestrator.router import FleetView, NoWorkerAvailable, Router
+from voicefleet.orchestrator.services import Services
 from voicefleet.orchestrator.speaker import WorkerPool
 from voicefleet.orchestrator.transports.websocket import WebSocketTransport
 

@@ -20,15 +20,12 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from voicefleet.asr.service import ASRService
 from voicefleet.audio.pcm import PcmFormatError, float_to_s16le, s16le_to_float
 from voicefleet.audio.resample import StreamResampler
-from voicefleet.orchestrator.config import PipelineConfig
-from voicefleet.orchestrator.metrics import OrchestratorMetrics
 from voicefleet.orchestrator.protocol import (
     AudioCancel,
     AudioEnd,
@@ -45,9 +42,9 @@ from voicefleet.orchestrator.protocol import (
 )
 from voicefleet.orchestrator.reply import Reply, ReplyHooks
 from voicefleet.orchestrator.responder import Responder
-from voicefleet.orchestrator.router import Router
+from voicefleet.orchestrator.services import Services, SessionSink, TurnTiming
 from voicefleet.orchestrator.session import SessionStateMachine, State, Transition
-from voicefleet.orchestrator.speaker import ReplySpeaker, WorkerPool
+from voicefleet.orchestrator.speaker import ReplySpeaker
 from voicefleet.orchestrator.vad import (
     VAD_RATE,
     SpeechEnded,
@@ -59,39 +56,6 @@ from voicefleet.orchestrator.vad import (
 )
 
 log = logging.getLogger(__name__)
-
-
-class SessionSink(Protocol):
-    """Where a session's output goes (the transport)."""
-
-    async def send_event(self, message: ServerMessage) -> None:
-        """Deliver a JSON event."""
-
-    async def send_audio(self, pcm: bytes) -> None:
-        """Deliver one 20 ms 48 kHz frame."""
-
-    async def close(self, reason: str) -> None:
-        """End the transport's side of the session."""
-
-
-@dataclass
-class Services:
-    """What every session of a process shares."""
-
-    config: PipelineConfig
-    asr: ASRService
-    router: Router
-    pool: WorkerPool
-    metrics: OrchestratorMetrics
-
-
-@dataclass
-class _TurnTiming:
-    """Latencies of the current turn, reported in its metrics event."""
-
-    endpoint_ms: float | None = None
-    asr_ms: float | None = None
-    barge_in_ms: float | None = None
 
 
 @dataclass
@@ -146,7 +110,7 @@ class VoiceSession(ReplyHooks):
         self._watchdog: asyncio.Task[None] | None = None
         self._last_partial = 0.0
         self._pending_transitions: list[Transition] = []
-        self._timing = _TurnTiming()
+        self._timing = TurnTiming()
         self._spawned: set[asyncio.Task[None]] = set()
         self._partial_task: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
@@ -456,23 +420,8 @@ class VoiceSession(ReplyHooks):
             await self._move(State.LISTENING, "reply done" if completed else "no reply")
 
     def _turn_metrics(self, reply: Reply) -> TurnMetrics:
-        timing, self._timing = self._timing, _TurnTiming()
-        t = reply.timings
-        first_frame_ms = ttfa_ms = None
-        if t.text_ready is not None and t.first_frame is not None:
-            first_frame_ms = (t.first_frame - t.text_ready) * 1000
-            self.services.metrics.tts_first_frame_seconds.observe(first_frame_ms / 1000)
-        if self._speech_end_wall is not None and t.first_sent is not None:
-            ttfa_ms = (t.first_sent - self._speech_end_wall) * 1000
-            self.services.metrics.ttfa_seconds.observe(ttfa_ms / 1000)
-        return TurnMetrics(
-            turn=reply.turn,
-            endpoint_ms=_round(timing.endpoint_ms),
-            asr_ms=_round(timing.asr_ms),
-            first_frame_ms=_round(first_frame_ms),
-            ttfa_ms=_round(ttfa_ms),
-            barge_in_ms=_round(timing.barge_in_ms),
-        )
+        timing, self._timing = self._timing, TurnTiming()
+        return timing.report(reply, self._speech_end_wall, self.services.metrics)
 
     # -- barge-in --------------------------------------------------------------------------
 
@@ -511,7 +460,3 @@ class VoiceSession(ReplyHooks):
 
 async def _once(text: str) -> AsyncGenerator[str, None]:
     yield text
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 1)

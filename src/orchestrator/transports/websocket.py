@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from aiohttp import WSMsgType, web
 
-from voicefleet.orchestrator.pipeline import Services, VoiceSession
+from voicefleet.orchestrator.pipeline import VoiceSession
 from voicefleet.orchestrator.protocol import (
     ErrorEvent,
     Hello,
@@ -25,6 +25,7 @@ from voicefleet.orchestrator.protocol import (
     to_json,
 )
 from voicefleet.orchestrator.responder import Responder
+from voicefleet.orchestrator.services import Services
 
 log = logging.getLogger(__name__)
 

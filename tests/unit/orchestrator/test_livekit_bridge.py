@@ -16,7 +16,7 @@ from voicefleet.asr.service import ASRService
 from voicefleet.audio.format import FRAME_BYTES, FRAME_SAMPLES
 from voicefleet.orchestrator.config import PipelineConfig
 from voicefleet.orchestrator.metrics import OrchestratorMetrics
-from voicefleet.orchestrator.pipeline import Services, VoiceSession
+from voicefleet.orchestrator.pipeline import VoiceSession
 from voicefleet.orchestrator.protocol import (
     AudioCancel,
     Hello,
@@ -26,6 +26,7 @@ from voicefleet.orchestrator.protocol import (
 )
 from voicefleet.orchestrator.responder import EchoResponder
 from voicefleet.orchestrator.router import FleetView, Router, RouterConfig
+from voicefleet.orchestrator.services import Services
 from voicefleet.orchestrator.speaker import WorkerPool
 from voicefleet.orchestrator.transports.livekit import (
     LiveKitConfig,
