@@ -19,7 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from voicefleet.rpc.registry import DEFAULT_PREFIX, RegistryKeys, WorkerRecord, read_fleet
+from voicefleet.rpc.registry import (
+    DEFAULT_PREFIX,
+    RegistryKeys,
+    WorkerRecord,
+    read_fleet,
+    speaks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +44,6 @@ class RouterConfig(BaseModel):
 
 class NoWorkerAvailable(Exception):
     """No registered worker can serve the request; the message says why."""
-
-
-def _speaks(record: WorkerRecord, language: str) -> bool:
-    if not language:
-        return True
-    wanted = language.lower()
-    for spoken in record.capabilities.languages:
-        spoken = spoken.lower()
-        if spoken == wanted or spoken.split("-")[0] == wanted.split("-")[0]:
-            return True
-    return False
 
 
 class FleetView:
@@ -156,7 +151,7 @@ class Router:
         cooldown = self.fleet.config.failure_cooldown_s
         skipped = set(exclude) | {n for n, at in self._failed.items() if now - at < cooldown}
         usable = [w for w in workers if w.name not in skipped]
-        usable = [w for w in usable if _speaks(w, language)]
+        usable = [w for w in usable if speaks(w.capabilities.languages, language)]
         if not usable:
             raise NoWorkerAvailable(f"no healthy TTS worker speaks {language or 'any language'}")
         required = self.fleet.config.required_capabilities

@@ -11,6 +11,7 @@ Keys (prefix configurable, default ``voicefleet``):
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,6 +19,16 @@ from redis.asyncio import Redis
 
 SCHEMA_VERSION = 1
 DEFAULT_PREFIX = "voicefleet"
+
+
+def speaks(languages: Iterable[str], wanted: str) -> bool:
+    """Whether any of `languages` serves `wanted` (BCP-47; the base language decides, so
+    "en-GB" is served by "en-US"; an empty `wanted` accepts anything). Router and worker both
+    use this, so a worker never refuses a session the router sent it for its language."""
+    if not wanted:
+        return True
+    base = wanted.lower().split("-")[0]
+    return any(spoken.lower().split("-")[0] == base for spoken in languages)
 
 
 class RegistryKeys:

@@ -16,7 +16,7 @@ import grpc
 
 from voicefleet.audio.format import FRAME_MS, FRAME_SAMPLES, OUTPUT_SAMPLE_RATE
 from voicefleet.rpc.generated import tts_pb2, tts_pb2_grpc
-from voicefleet.rpc.registry import WorkerCapabilities
+from voicefleet.rpc.registry import WorkerCapabilities, speaks
 from voicefleet.tts.adapters import adapter_classes
 from voicefleet.tts.errors import InvalidRequest, SessionBusy, WorkerError
 from voicefleet.tts.models import ModelManager, ModelStatus
@@ -107,7 +107,7 @@ class TTSServicer(tts_pb2_grpc.TTSServicer):
         """Acquire the model and open the session."""
         self.sessions.reserve(request.session_id)
         spec = self.models.resolve(request.model_id)
-        if request.language and not _speaks(spec.languages, request.language):
+        if not speaks(spec.languages, request.language):
             raise InvalidRequest(
                 f"model {spec.id!r} speaks {', '.join(spec.languages)}, not {request.language!r}"
             )
@@ -283,8 +283,3 @@ class TTSServicer(tts_pb2_grpc.TTSServicer):
             languages=sorted({lang for s in specs for lang in s.languages}),
             emotive_zero_prompt=any(c.emotive_zero_prompt for c in caps),
         )
-
-
-def _speaks(languages: tuple[str, ...], wanted: str) -> bool:
-    wanted = wanted.lower()
-    return any(lang.lower() == wanted or lang.lower().split("-")[0] == wanted for lang in languages)
