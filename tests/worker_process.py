@@ -26,7 +26,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class WorkerProcess:
+class _ServiceProcess:
+    """A `voicefleet <command> --config FILE` child: config written, output kept in a log."""
+
+    config: dict[str, Any]
+    config_path: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def _launch(self, command: str) -> None:
+        self.config_path.write_text(yaml.safe_dump(self.config))
+        # REDIS_URL would override the config's registry: each test chooses its own.
+        env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+        argv = [sys.executable, "-m", "voicefleet", command, "--config", str(self.config_path)]
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class WorkerProcess(_ServiceProcess):
     """Runs one worker with a config written to a temp dir."""
 
     def __init__(self, tmp: Path, config: dict[str, Any]) -> None:
@@ -35,22 +55,13 @@ class WorkerProcess:
         self.config = {"name": self.name, "host": "127.0.0.1", "port": self.port, **config}
         self.config_path = tmp / f"{self.name}.yaml"
         self.log_path = tmp / f"{self.name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> WorkerProcess:
-        self.config_path.write_text(yaml.safe_dump(self.config))
-        env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "voicefleet", "worker", "--config", str(self.config_path)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
+        self._launch("worker")
         self.wait_serving(timeout)
         return self
 
@@ -71,9 +82,6 @@ class WorkerProcess:
                 time.sleep(0.1)
         raise TimeoutError(f"worker not SERVING after {timeout} s:\n{self.log()}")
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
     def terminate(self, timeout: float = 20.0) -> int:
         """SIGTERM and wait; returns the exit code."""
         assert self.proc is not None
@@ -92,7 +100,7 @@ class WorkerProcess:
             self.proc.wait(10)
 
 
-class OrchestratorProcess:
+class OrchestratorProcess(_ServiceProcess):
     """Runs one orchestrator; ready when /readyz answers 200 (or /healthz, if asked)."""
 
     def __init__(self, tmp: Path, config: dict[str, Any], name: str = "orchestrator") -> None:
@@ -101,7 +109,6 @@ class OrchestratorProcess:
         self.config = {**config, "http": http}
         self.config_path = tmp / f"{name}-{self.port}.yaml"
         self.log_path = tmp / f"{name}-{self.port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -119,25 +126,11 @@ class OrchestratorProcess:
             return int(error.code), error.read().decode()
 
     def start(self, timeout: float = 90.0, require_ready: bool = True) -> OrchestratorProcess:
-        self.config_path.write_text(yaml.safe_dump(self.config))
-        env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "voicefleet",
-                    "orchestrator",
-                    "--config",
-                    str(self.config_path),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
+        self._launch("orchestrator")
         deadline = time.monotonic() + timeout
         path = "/readyz" if require_ready else "/healthz"
         while time.monotonic() < deadline:
+            assert self.proc is not None
             if self.proc.poll() is not None:
                 raise RuntimeError(f"orchestrator exited early:\n{self.log()}")
             try:
@@ -147,9 +140,6 @@ class OrchestratorProcess:
                 pass
             time.sleep(0.2)
         raise TimeoutError(f"orchestrator not ready after {timeout} s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
