@@ -71,7 +71,7 @@ class RawPiper:
     def first_segment_ms(self, text: str) -> float:
         """Time to synthesize the first segment the worker cuts from the same text."""
         segmenter = TextSegmenter()
-        segment = (segmenter.push(text) + segmenter.flush())[0]
+        segment = (segmenter.push(text) + segmenter.flush())[0].text
         began = time.perf_counter()
         list(self.adapter.synthesize(segment, SynthesisOptions()))
         return (time.perf_counter() - began) * 1000

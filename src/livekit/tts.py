@@ -24,8 +24,9 @@ from livekit.agents import APIConnectionError, APIError, tts, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
 
 from voicefleet.audio.format import FRAME_MS, OUTPUT_SAMPLE_RATE
-from voicefleet.orchestrator.router import FleetView, NoWorkerAvailable, Router, RouterConfig
-from voicefleet.orchestrator.speaker import ReplySpeaker, SpeechFrame, WorkerPool
+from voicefleet.fleet import FleetView, NoWorkerAvailable, Router, RouterConfig
+from voicefleet.fleet.pool import WorkerPool
+from voicefleet.fleet.speaker import ReplySpeaker, SpeechFrame
 from voicefleet.rpc.registry import DEFAULT_PREFIX
 
 log = logging.getLogger(__name__)

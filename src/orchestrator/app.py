@@ -15,12 +15,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from voicefleet.asr.service import ASRService
+from voicefleet.fleet import FleetView, NoWorkerAvailable, Router
+from voicefleet.fleet.pool import WorkerPool
 from voicefleet.orchestrator.config import OrchestratorConfig
 from voicefleet.orchestrator.metrics import OrchestratorMetrics
 from voicefleet.orchestrator.responder import Responder, create_responder
-from voicefleet.orchestrator.router import FleetView, NoWorkerAvailable, Router
 from voicefleet.orchestrator.services import Services
-from voicefleet.orchestrator.speaker import WorkerPool
 from voicefleet.orchestrator.transports.websocket import WebSocketTransport
 
 log = logging.getLogger(__name__)

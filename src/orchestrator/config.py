@@ -10,8 +10,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from voicefleet.asr.config import ASRConfig
+from voicefleet.fleet.config import RouterConfig
 from voicefleet.orchestrator.responder import ResponderConfig
-from voicefleet.orchestrator.router import RouterConfig
 from voicefleet.orchestrator.vad import VadConfig
 from voicefleet.settings import load_config
 

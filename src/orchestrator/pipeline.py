@@ -26,6 +26,7 @@ import numpy as np
 
 from voicefleet.audio.pcm import PcmFormatError, float_to_s16le, s16le_to_float
 from voicefleet.audio.resample import StreamResampler
+from voicefleet.fleet.speaker import ReplySpeaker
 from voicefleet.orchestrator.protocol import (
     AudioCancel,
     AudioEnd,
@@ -44,7 +45,6 @@ from voicefleet.orchestrator.reply import Reply, ReplyHooks
 from voicefleet.orchestrator.responder import Responder
 from voicefleet.orchestrator.services import Services, SessionSink, TurnTiming
 from voicefleet.orchestrator.session import SessionStateMachine, State, Transition
-from voicefleet.orchestrator.speaker import ReplySpeaker
 from voicefleet.orchestrator.vad import (
     VAD_RATE,
     SpeechEnded,

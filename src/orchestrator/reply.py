@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from voicefleet.audio.pacing import PacingClock
+from voicefleet.fleet.speaker import ReplySpeaker, SpeechFrame
 from voicefleet.orchestrator.protocol import AgentText, ServerMessage
-from voicefleet.orchestrator.speaker import ReplySpeaker, SpeechFrame
 
 log = logging.getLogger(__name__)
 

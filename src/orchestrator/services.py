@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from voicefleet.asr.service import ASRService
+from voicefleet.fleet.pool import WorkerPool
+from voicefleet.fleet.router import Router
 from voicefleet.orchestrator.config import PipelineConfig
 from voicefleet.orchestrator.metrics import OrchestratorMetrics
 from voicefleet.orchestrator.protocol import ServerMessage, TurnMetrics
 from voicefleet.orchestrator.reply import Reply
-from voicefleet.orchestrator.router import Router
-from voicefleet.orchestrator.speaker import WorkerPool
 
 
 class SessionSink(Protocol):

@@ -5,11 +5,16 @@ Text may arrive a token at a time. A segment is released as soon as its end is c
 the rest of the text exists. The first segment of a stream is cut at its first clause boundary
 (",", ";", ":", a dash) once it holds enough words: a short clause synthesizes in about half the
 time of the whole sentence, which is what the listener waits for.
+
+Every segment carries its character span in the stream's input (the concatenation of the chunks
+pushed so far): the worker puts it on each frame, so a client knows what a frame speaks without
+re-running this code.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 _ABBREVIATIONS = frozenset(
     [
@@ -51,6 +56,15 @@ _CLAUSE_END = re.compile(r"(?:[,;:]|\s[\u2014\u2013-])(?=\s)")
 _SPEAKABLE = re.compile(r"\w")
 
 
+@dataclass(frozen=True)
+class Segment:
+    """Speakable text (whitespace collapsed) and its span [start, end) in the stream's input."""
+
+    text: str
+    start: int
+    end: int
+
+
 class TextSegmenter:
     """Turns a stream of text chunks into speakable segments."""
 
@@ -58,6 +72,7 @@ class TextSegmenter:
         self.first_clause_min_words = first_clause_min_words
         self.max_segment_chars = max_segment_chars
         self._buffer = ""
+        self._consumed = 0  # input characters before the buffer
         self._emitted = 0
 
     @property
@@ -65,26 +80,28 @@ class TextSegmenter:
         """Text received but not yet released as a segment."""
         return self._buffer
 
-    def push(self, text: str) -> list[str]:
+    def push(self, text: str) -> list[Segment]:
         """Add text; return the segments now complete."""
         self._buffer += text
-        segments: list[str] = []
+        segments: list[Segment] = []
         while (cut := self._next_cut()) is not None:
-            segment, self._buffer = self._buffer[:cut], self._buffer[cut:]
-            self._keep(segment, segments)
+            self._take(cut, segments)
         return segments
 
-    def flush(self) -> list[str]:
+    def flush(self) -> list[Segment]:
         """End of input: return whatever is left as a final segment."""
-        segments: list[str] = []
-        rest, self._buffer = self._buffer, ""
-        self._keep(rest, segments)
+        segments: list[Segment] = []
+        self._take(len(self._buffer), segments)
         return segments
 
-    def _keep(self, segment: str, out: list[str]) -> None:
-        segment = " ".join(segment.split())
-        if _SPEAKABLE.search(segment):
-            out.append(segment)
+    def _take(self, cut: int, out: list[Segment]) -> None:
+        raw, self._buffer = self._buffer[:cut], self._buffer[cut:]
+        start = self._consumed + len(raw) - len(raw.lstrip())
+        end = self._consumed + len(raw.rstrip())
+        self._consumed += cut
+        text = " ".join(raw.split())
+        if _SPEAKABLE.search(text):
+            out.append(Segment(text, start, end))
             self._emitted += 1
 
     def _next_cut(self) -> int | None:

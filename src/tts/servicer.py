@@ -162,6 +162,8 @@ class TTSServicer(tts_pb2_grpc.TTSServicer):
             stream = SynthesisStream(
                 session, self.models.adapter, self._executor, self._settings, self.stats
             )
+            if session.paused:
+                stream.control.pause()
             session.stream = stream
             session.touch()
             async for frame in stream.run(first, request_iterator):
@@ -177,7 +179,8 @@ class TTSServicer(tts_pb2_grpc.TTSServicer):
     async def Control(
         self, request: tts_pb2.ControlRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> tts_pb2.ControlResponse:
-        """PAUSE / RESUME / STOP act on the session's current stream; RELOAD on its model."""
+        """PAUSE / RESUME / STOP act on the session's current stream (a PAUSE with none running
+        holds the next one; STOP clears it); RELOAD on its model."""
         session = self.sessions.get(request.session_id)
         session.touch()
         stream = session.stream
@@ -190,8 +193,11 @@ class TTSServicer(tts_pb2_grpc.TTSServicer):
             tts_pb2.CONTROL_COMMAND_STOP,
         ):
             raise InvalidRequest(f"unknown control command {command}")
-        elif stream is not None:
-            if command == tts_pb2.CONTROL_COMMAND_PAUSE:
+        else:
+            session.paused = command == tts_pb2.CONTROL_COMMAND_PAUSE
+            if stream is None:
+                pass
+            elif command == tts_pb2.CONTROL_COMMAND_PAUSE:
                 stream.control.pause()
             elif command == tts_pb2.CONTROL_COMMAND_RESUME:
                 stream.control.resume()

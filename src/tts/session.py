@@ -62,6 +62,7 @@ class WorkerSession:
     last_active: float = field(default_factory=time.monotonic)
     frames_sent: int = 0
     stream: SynthesisStream | None = None
+    paused: bool = False  # PAUSE with no stream running: the next stream starts held
 
     def touch(self) -> None:
         """Mark activity (keeps the idle reaper away)."""

@@ -26,7 +26,7 @@ from voicefleet.audio.pacing import PacingClock
 from voicefleet.rpc.generated import tts_pb2
 from voicefleet.tts.adapters.base import TTSAdapter
 from voicefleet.tts.errors import InvalidRequest, SynthesisFailed, WorkerError
-from voicefleet.tts.segmenter import TextSegmenter
+from voicefleet.tts.segmenter import Segment, TextSegmenter
 from voicefleet.tts.session import StreamControl, WorkerSession
 from voicefleet.tts.stats import WorkerStats
 
@@ -48,6 +48,7 @@ class StreamSettings:
 class _Frame:
     pcm: bytes
     segment: int
+    span: tuple[int, int]  # the segment's characters in the stream's input
     final: bool = False
 
 
@@ -74,7 +75,7 @@ class SynthesisStream:
         self._settings = settings
         self._stats = stats
         self._loop = asyncio.get_running_loop()
-        self._segments: asyncio.Queue[str | None] = asyncio.Queue()
+        self._segments: asyncio.Queue[Segment | None] = asyncio.Queue()
         self._frames: asyncio.Queue[_Frame | _Wake] = asyncio.Queue()
         self._cancelled = threading.Event()
         self._error: WorkerError | None = None
@@ -171,7 +172,7 @@ class SynthesisStream:
         if total + len(chunk.text) > limits.max_stream_chars:
             raise InvalidRequest(f"stream text exceeds {limits.max_stream_chars} characters")
 
-    def _queue_segments(self, segments: list[str]) -> None:
+    def _queue_segments(self, segments: list[Segment]) -> None:
         for segment in segments:
             self._stats.queue_depth += 1
             self._waiting += 1
@@ -182,6 +183,7 @@ class SynthesisStream:
     async def _render(self) -> None:
         chain: OutputChain | None = None
         index = 0
+        span = (0, 0)
         while (segment := await self._segments.get()) is not None:
             self._stats.queue_depth -= 1
             self._waiting -= 1
@@ -192,7 +194,8 @@ class SynthesisStream:
                         await self._first_frame_sent.wait()
             adapter = self._adapter_for(self.session.model_id)
             if chain is None or chain.native_rate != adapter.sample_rate:
-                chain = self._new_chain(adapter, chain, index)
+                chain = self._new_chain(adapter, chain, index, span)
+            span = (segment.start, segment.end)
             try:
                 await self._loop.run_in_executor(
                     self._executor, self._render_segment, adapter, chain, segment, index
@@ -208,21 +211,25 @@ class SynthesisStream:
         tail = chain.finish() if chain is not None else [bytes(FRAME_SAMPLES * 2)]
         last = len(tail) - 1
         for position, pcm in enumerate(tail):
-            self._frames.put_nowait(_Frame(pcm, max(index - 1, 0), final=position == last))
+            self._frames.put_nowait(_Frame(pcm, max(index - 1, 0), span, final=position == last))
 
-    def _new_chain(self, adapter: TTSAdapter, old: OutputChain | None, index: int) -> OutputChain:
+    def _new_chain(
+        self, adapter: TTSAdapter, old: OutputChain | None, index: int, span: tuple[int, int]
+    ) -> OutputChain:
         if old is not None:  # a RELOAD changed the native rate: close the old chain cleanly
             for pcm in old.finish():
-                self._frames.put_nowait(_Frame(pcm, index))
+                self._frames.put_nowait(_Frame(pcm, max(index - 1, 0), span))
         settings = self._settings
         return OutputChain(adapter.sample_rate, settings.target_lufs, settings.ceiling_dbfs)
 
     def _render_segment(
-        self, adapter: TTSAdapter, chain: OutputChain, text: str, index: int
+        self, adapter: TTSAdapter, chain: OutputChain, segment: Segment, index: int
     ) -> None:
         """Worker thread: synthesize one segment, handing frames over chunk by chunk."""
         started = time.perf_counter()
         audio_s = 0.0
+        text = segment.text
+        span = (segment.start, segment.end)
         for chunk in adapter.synthesize(text, self.session.options):
             if self._cancelled.is_set():
                 return
@@ -235,7 +242,7 @@ class SynthesisStream:
                     text[:40],
                 )
             audio_s += chunk.size / adapter.sample_rate
-            frames = [_Frame(pcm, index) for pcm in chain.render(chunk)]
+            frames = [_Frame(pcm, index, span) for pcm in chain.render(chunk)]
             self._loop.call_soon_threadsafe(self._deliver, frames)
         self._stats_later(time.perf_counter() - started, audio_s)
 
@@ -266,6 +273,8 @@ class SynthesisStream:
                 frame_ms=FRAME_MS,
                 final=item.final,
                 segment_index=item.segment,
+                text_start=item.span[0],
+                text_end=item.span[1],
             )
             if self.frames_sent == 0:
                 self._first_frame_sent.set()

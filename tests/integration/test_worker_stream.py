@@ -174,6 +174,43 @@ async def test_stop_ends_the_stream_cleanly_and_the_session_speaks_again(client:
     await client.end_session(sid)
 
 
+async def test_frames_say_which_text_they_speak(client: TTSClient) -> None:
+    sid = new_id("spans")
+    await client.start_session(sid)
+    chunks = ["  Good morning,", " and welcome", " to the demo.  It is", " short. Bye!"]
+    text = "".join(chunks)
+    frames = await collect(client, sid, chunks)
+    spans: dict[int, set[tuple[int, int]]] = {}
+    for frame in frames:
+        spans.setdefault(frame.segment_index, set()).add((frame.text_start, frame.text_end))
+    assert sorted(spans) == list(range(len(spans)))
+    assert all(len(s) == 1 for s in spans.values()), "every frame of a segment has its span"
+    order = [frame.segment_index for frame in frames]
+    assert order == sorted(order), "segments arrive in order"
+    said = [text[start:end] for index in sorted(spans) for start, end in spans[index]]
+    assert said == ["Good morning,", "and welcome to the demo.", "It is short.", "Bye!"]
+    await client.end_session(sid)
+
+
+async def test_pause_before_a_stream_holds_it_from_its_first_frame(client: TTSClient) -> None:
+    sid = new_id("prepaused")
+    await client.start_session(sid)
+    ack = await client.control(sid, PAUSE)
+    assert ack.state == tts_pb2.SESSION_STATE_IDLE
+    reader = Consumer(client, sid)
+    await asyncio.sleep(1.0)  # far longer than the first frame takes unpaused
+    assert reader.count == 0, "a session paused while idle must hold its next stream"
+    await client.control(sid, RESUME)
+    await reader.task
+    assert reader.frames and reader.frames[-1].final
+    # STOP clears the pause: the next stream plays at once.
+    await client.control(sid, PAUSE)
+    await client.control(sid, STOP)
+    again = await asyncio.wait_for(collect(client, sid, ["Yes."]), 10)
+    assert again[-1].final
+    await client.end_session(sid)
+
+
 async def test_two_sessions_pause_independently(client: TTSClient) -> None:
     a, b = new_id("a"), new_id("b")
     for sid in (a, b):

@@ -53,11 +53,14 @@ class _ControlCommandEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Contro
     CONTROL_COMMAND_UNSPECIFIED: _ControlCommand.ValueType  # 0
     """Not set; rejected."""
     CONTROL_COMMAND_PAUSE: _ControlCommand.ValueType  # 1
-    """No frame leaves the worker until RESUME; position and pending audio are kept."""
+    """No frame leaves the worker until RESUME; position and pending audio are kept. Sent while
+    no stream runs, it holds the session's next stream from its first frame (a client that
+    moves a paused reply to another worker opens it paused).
+    """
     CONTROL_COMMAND_RESUME: _ControlCommand.ValueType  # 2
     """Continue exactly where PAUSE stopped."""
     CONTROL_COMMAND_STOP: _ControlCommand.ValueType  # 3
-    """Drop pending text and audio and end the current Synthesize stream cleanly."""
+    """Drop pending text and audio and end the current Synthesize stream cleanly; clears PAUSE."""
     CONTROL_COMMAND_RELOAD: _ControlCommand.ValueType  # 4
     """Reload the session's model from disk (for a changed file); synthesis continues."""
 
@@ -67,11 +70,14 @@ class ControlCommand(_ControlCommand, metaclass=_ControlCommandEnumTypeWrapper):
 CONTROL_COMMAND_UNSPECIFIED: ControlCommand.ValueType  # 0
 """Not set; rejected."""
 CONTROL_COMMAND_PAUSE: ControlCommand.ValueType  # 1
-"""No frame leaves the worker until RESUME; position and pending audio are kept."""
+"""No frame leaves the worker until RESUME; position and pending audio are kept. Sent while
+no stream runs, it holds the session's next stream from its first frame (a client that
+moves a paused reply to another worker opens it paused).
+"""
 CONTROL_COMMAND_RESUME: ControlCommand.ValueType  # 2
 """Continue exactly where PAUSE stopped."""
 CONTROL_COMMAND_STOP: ControlCommand.ValueType  # 3
-"""Drop pending text and audio and end the current Synthesize stream cleanly."""
+"""Drop pending text and audio and end the current Synthesize stream cleanly; clears PAUSE."""
 CONTROL_COMMAND_RELOAD: ControlCommand.ValueType  # 4
 """Reload the session's model from disk (for a changed file); synthesis continues."""
 Global___ControlCommand: _TypeAlias = ControlCommand  # noqa: Y015
@@ -325,6 +331,8 @@ class AudioFrame(_message.Message):
     FRAME_MS_FIELD_NUMBER: _builtins.int
     FINAL_FIELD_NUMBER: _builtins.int
     SEGMENT_INDEX_FIELD_NUMBER: _builtins.int
+    TEXT_START_FIELD_NUMBER: _builtins.int
+    TEXT_END_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     """The session this frame belongs to."""
     sequence: _builtins.int
@@ -338,7 +346,20 @@ class AudioFrame(_message.Message):
     final: _builtins.bool
     """True on the last frame of the stream (its tail may be zero padding)."""
     segment_index: _builtins.int
-    """Index of the text segment this frame belongs to, from 0."""
+    """Index of the text segment this frame speaks, from 0. The worker cuts the stream's text
+    into segments (sentences; the first clause early); every frame of a segment carries the
+    same index, and the frames of segment N all come before those of segment N + 1.
+    """
+    text_start: _builtins.int
+    """Where the segment's text starts in the stream's input: an offset in Unicode code points
+    into the concatenation of every TextChunk.text of this Synthesize call (whitespace
+    included, first chunk first). Together with text_end it says exactly what the frame
+    speaks, so a client learns what was played without re-running the worker's segmenter.
+    """
+    text_end: _builtins.int
+    """Where the segment's text ends (exclusive), in the same offsets. Text between two
+    segments' spans is whitespace or punctuation the worker does not speak.
+    """
     def __init__(
         self,
         *,
@@ -349,10 +370,12 @@ class AudioFrame(_message.Message):
         frame_ms: _builtins.int = ...,
         final: _builtins.bool = ...,
         segment_index: _builtins.int = ...,
+        text_start: _builtins.int = ...,
+        text_end: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["final", b"final", "frame_ms", b"frame_ms", "pcm", b"pcm", "sample_rate", b"sample_rate", "segment_index", b"segment_index", "sequence", b"sequence", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["final", b"final", "frame_ms", b"frame_ms", "pcm", b"pcm", "sample_rate", b"sample_rate", "segment_index", b"segment_index", "sequence", b"sequence", "session_id", b"session_id", "text_end", b"text_end", "text_start", b"text_start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

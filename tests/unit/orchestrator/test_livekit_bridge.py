@@ -14,6 +14,8 @@ from livekit import api, rtc
 from voicefleet.asr.config import ASRConfig
 from voicefleet.asr.service import ASRService
 from voicefleet.audio.format import FRAME_BYTES, FRAME_SAMPLES
+from voicefleet.fleet import FleetView, Router, RouterConfig
+from voicefleet.fleet.pool import WorkerPool
 from voicefleet.orchestrator.config import PipelineConfig
 from voicefleet.orchestrator.metrics import OrchestratorMetrics
 from voicefleet.orchestrator.pipeline import VoiceSession
@@ -25,9 +27,7 @@ from voicefleet.orchestrator.protocol import (
     server_message_from_json,
 )
 from voicefleet.orchestrator.responder import EchoResponder
-from voicefleet.orchestrator.router import FleetView, Router, RouterConfig
 from voicefleet.orchestrator.services import Services
-from voicefleet.orchestrator.speaker import WorkerPool
 from voicefleet.orchestrator.transports.livekit import (
     LiveKitConfig,
     RealRoom,

@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from voicefleet.orchestrator.router import FleetView, NoWorkerAvailable, Router, RouterConfig
+from voicefleet.fleet import FleetView, NoWorkerAvailable, Router, RouterConfig
 from voicefleet.rpc.registry import WorkerCapabilities, WorkerLoad, WorkerRecord
 
 

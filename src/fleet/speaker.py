@@ -17,7 +17,9 @@ from dataclasses import dataclass
 
 import grpc
 
-from voicefleet.orchestrator.router import NoWorkerAvailable, Router
+from voicefleet.fleet.errors import NoWorkerAvailable
+from voicefleet.fleet.pool import WorkerPool
+from voicefleet.fleet.router import Router
 from voicefleet.rpc.generated import tts_pb2
 from voicefleet.rpc.tts_client import PAUSE, RESUME, STOP, Command, TTSClient
 from voicefleet.tts.segmenter import TextSegmenter
@@ -36,25 +38,6 @@ class SpeechFrame:
 
     pcm: bytes
     final: bool
-
-
-class WorkerPool:
-    """One gRPC channel per worker address, shared by every session of this orchestrator."""
-
-    def __init__(self) -> None:
-        self._clients: dict[str, TTSClient] = {}
-
-    def client(self, address: str) -> TTSClient:
-        """The (lazily created) client for an address."""
-        if address not in self._clients:
-            self._clients[address] = TTSClient(address)
-        return self._clients[address]
-
-    async def close(self) -> None:
-        """Close every channel."""
-        for client in self._clients.values():
-            await client.close()
-        self._clients.clear()
 
 
 class _TextLog:
@@ -107,11 +90,11 @@ class _Attempt:
                 self._sent(text)
                 yield text
             elif self.log.ended:
-                self.segments += self.segmenter.flush()
+                self.segments += [s.text for s in self.segmenter.flush()]
                 return
 
     def _sent(self, text: str) -> None:
-        self.segments += self.segmenter.push(text)
+        self.segments += [s.text for s in self.segmenter.push(text)]
 
     def unspoken(self, from_segment: int) -> str:
         """Text handed to this stream from `from_segment` on (its segments and the remainder)."""

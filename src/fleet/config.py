@@ -1,0 +1,19 @@
+"""The fleet client's settings: where the registry is and how workers are chosen."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from voicefleet.rpc.registry import DEFAULT_PREFIX
+
+
+class RouterConfig(BaseModel):
+    """Registry and routing settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = DEFAULT_PREFIX
+    refresh_s: float = Field(2.0, gt=0, description="periodic re-read of the fleet")
+    failure_cooldown_s: float = Field(10.0, ge=0, description="skip a failed worker this long")
+    required_capabilities: list[str] = Field(default_factory=lambda: ["streaming"])
