@@ -1,9 +1,9 @@
 """FleetTTS: the voicefleet worker fleet as a livekit-agents TTS.
 
-Routing and speech are the orchestrator's own: a `FleetView` of the Redis registry, a `Router`
-choosing the worker, and a `ReplySpeaker` streaming text to it over the gRPC ABI (with failover
-to another worker mid-reply). The worker's 20 ms frames (48 kHz mono s16le) go to the
-livekit-agents `AudioEmitter` as they arrive.
+Routing and speech are the fleet client's (voicefleet.fleet, shared with the orchestrator): a
+`FleetView` of the Redis registry, a `Router` choosing the worker, and a `ReplyStream` that owns
+the worker stream (commands, deadlines, failover to another worker mid-reply). The worker's
+20 ms frames (48 kHz mono s16le) go to the livekit-agents `AudioEmitter` as they arrive.
 
 `stream()` forwards text as it is pushed; livekit-agents gives a stream one segment, so its
 first `flush()` (or `end_input()`) ends the worker's input. Closing a stream early (the agent was
@@ -19,14 +19,13 @@ import logging
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any, Never
 
-import grpc
 from livekit.agents import APIConnectionError, APIError, tts, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
 
 from voicefleet.audio.format import FRAME_MS, OUTPUT_SAMPLE_RATE
-from voicefleet.fleet import FleetView, NoWorkerAvailable, Router, RouterConfig
+from voicefleet.fleet import FleetView, Router, RouterConfig
 from voicefleet.fleet.pool import WorkerPool
-from voicefleet.fleet.speaker import ReplySpeaker, SpeechFrame
+from voicefleet.fleet.speaker import ReplyStream, Speaker, SpeakerSettings
 from voicefleet.rpc.registry import DEFAULT_PREFIX
 
 log = logging.getLogger(__name__)
@@ -120,28 +119,29 @@ class FleetTTS(tts.TTS[Never]):  # Never: no events beyond the base class's
         self, texts: AsyncIterator[str], emitter: tts.AudioEmitter, timeout_s: float
     ) -> None:
         """Route, stream the texts to a worker, push its frames; STOP it if cancelled."""
-        speaker = ReplySpeaker(
+        speaker = Speaker(
             await self._ready_router(),
             self._pool,
             f"livekit-{utils.shortuuid()}",
             language=self.language,
             model=self._model,
             voice=self.voice,
-            first_frame_timeout_s=timeout_s,
+            settings=SpeakerSettings(first_frame_timeout_s=timeout_s),
         )
+        stream = speaker.stream(texts)
         # The frames are read in a task of their own, so that a cancellation (interruption)
-        # reaches this coroutine first, while the speaker still knows its worker stream.
-        reader = asyncio.create_task(_push_frames(speaker.speak(texts), emitter))
+        # reaches this coroutine first, while the stream still knows its worker.
+        reader = asyncio.create_task(_push_frames(stream, emitter))
         try:
             await asyncio.wait({reader})
             reader.result()
+            if stream.error is not None:
+                if stream.error.code == "tts_failed":
+                    raise APIConnectionError(f"voicefleet: {stream.error.message}")
+                raise APIError(f"voicefleet worker: {stream.error.message}")
         except asyncio.CancelledError:
-            await _bounded(speaker.stop())
+            await _bounded(stream.aclose())
             raise
-        except NoWorkerAvailable as error:
-            raise APIConnectionError(f"voicefleet: {error}") from error
-        except grpc.aio.AioRpcError as error:
-            raise APIError(f"voicefleet worker: {error.code().name}: {error.details()}") from error
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -208,8 +208,8 @@ class FleetSynthesizeStream(tts.SynthesizeStream):
                 yield data
 
 
-async def _push_frames(frames: AsyncIterator[SpeechFrame], emitter: tts.AudioEmitter) -> None:
-    async for frame in frames:
+async def _push_frames(stream: ReplyStream, emitter: tts.AudioEmitter) -> None:
+    async for frame in stream.frames():
         emitter.push(frame.pcm)
 
 

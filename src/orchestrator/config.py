@@ -37,12 +37,18 @@ class PipelineConfig(_Section):
 
     vad: VadConfig = VadConfig()
     barge_in_min_speech_ms: int = Field(250, ge=20, description="voiced time that makes it real")
+    barge_in_false_alarm_ms: int = Field(
+        250, ge=20, description="silence that ends a barge-in candidate as noise (resume)"
+    )
     speculative: bool = Field(True, description="transcribe and reply while the hangover runs")
     partial_interval_s: float = Field(
         1.0, ge=0, description="partial transcripts this often while speaking (0: off)"
     )
     playback_lead_ms: int = Field(120, ge=20, description="audio sent ahead of real time")
-    first_frame_timeout_s: float = Field(10.0, gt=0)
+    first_frame_timeout_s: float = Field(10.0, gt=0, description="text sent, no frame yet")
+    stall_timeout_s: float = Field(
+        1.5, gt=0, description="no frame this long while audio is owed: fail over"
+    )
     idle_timeout_s: float = Field(300.0, gt=0)
     max_duration_s: float = Field(3600.0, gt=0)
     max_turns: int = Field(0, ge=0, description="0: unlimited")

@@ -40,7 +40,7 @@ class OrchestratorMetrics:
         )
         self.barge_in_seconds = Histogram(
             "voicefleet_barge_in_seconds",
-            "Speech detected over the agent -> playback paused at the client",
+            "Onset of speech over the agent -> playback paused at the client (stream time)",
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
@@ -51,4 +51,14 @@ class OrchestratorMetrics:
         self.errors = Counter("voicefleet_errors", "Errors by kind", ["kind"], registry=r)
         self.failovers = Counter(
             "voicefleet_tts_failovers", "Replies re-routed after a worker failed", registry=r
+        )
+        self.stalls = Counter(
+            "voicefleet_tts_stalls", "Worker streams that stopped delivering audio owed", registry=r
+        )
+        self.decisions = Counter(
+            "voicefleet_turn_decisions",
+            "Turn decisions (speculation started/committed/dropped, barge-in candidate/real/"
+            "false alarm, ...)",
+            ["decision"],
+            registry=r,
         )

@@ -1,9 +1,13 @@
-"""One reply of the agent: responder text -> TTS frames -> the person, paced in real time.
+"""One reply of the agent: responder text -> the fleet -> the person, paced in real time.
 
-A reply can start speculatively (before the end of the person's turn is certain): its events and
-frames are held until `commit()`, and `cancel()` drops it without a sound. Once committed,
-frames leave at real time plus a small lead (the client's jitter buffer), so a barge-in pauses
-or cancels with little audio already at the client.
+A reply is passive: it produces agent text, audio frames and its own audio_start / audio_end
+events for the transport, and reports progress (audible, ended) as turn events; it never calls
+into the session. The turn controller commits, holds, releases or cancels it; each of those
+takes effect before the next frame leaves.
+
+A reply can start held (speculatively, before the end of the person's turn is certain): its
+events and frames wait for `commit()`, and `cancel()` drops it without a sound. Once committed,
+frames leave at real time plus a small lead (the client's jitter buffer).
 """
 
 from __future__ import annotations
@@ -12,116 +16,118 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from voicefleet.audio.pacing import PacingClock
-from voicefleet.fleet.speaker import ReplySpeaker, SpeechFrame
-from voicefleet.orchestrator.protocol import AgentText, ServerMessage
+from voicefleet.fleet.speaker import ReplyStream, Speaker
+from voicefleet.orchestrator.protocol import AgentText, AudioEnd, AudioStart, ServerMessage
+from voicefleet.orchestrator.services import SessionSink
+from voicefleet.orchestrator.turn_events import ReplyAudible, ReplyEnded, TurnEvent
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class ReplyTimings:
-    """Wall-clock marks of one reply (perf_counter seconds)."""
+    """Wall-clock marks of one reply (perf_counter seconds) and what went wrong."""
 
     text_ready: float | None = None
     first_frame: float | None = None
     first_sent: float | None = None
     frames_sent: int = 0
     underruns: int = 0
-    failovers: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)  # (error code, message)
 
 
-class ReplyHooks:
-    """What a reply tells its session (overridden by the pipeline)."""
-
-    async def event(self, message: ServerMessage) -> None:
-        """Send an event to the person."""
-
-    async def audio(self, pcm: bytes) -> None:
-        """Send one frame to the person."""
-
-    async def first_audio(self) -> None:
-        """The first frame is about to go out."""
-
-    async def finished(self, completed: bool) -> None:
-        """The reply ended: completed (final frame sent) or not (empty, failed, cancelled)."""
-
-
 class Reply:
-    """Runs one reply; the session commits, pauses, resumes or cancels it."""
+    """Runs one reply until it ends or is cancelled."""
 
     def __init__(
         self,
+        reply_id: int,
         turn: int,
         texts: AsyncIterator[str],
-        speaker: ReplySpeaker,
-        hooks: ReplyHooks,
+        speaker: Speaker,
+        sink: SessionSink,
+        report: Callable[[TurnEvent], None],
         *,
         lead_s: float,
         committed: bool,
     ) -> None:
+        self.id = reply_id
         self.turn = turn
         self.timings = ReplyTimings()
+        self.speech_end_at: float | None = None
+        self.cancelled = False
         self._texts = texts
-        self._speaker = speaker
-        self._hooks = hooks
+        self._sink = sink
+        self._report = report
         self._lead_s = lead_s
         self._committed = asyncio.Event()
         self._playing = asyncio.Event()
         self._playing.set()
-        self._frames: asyncio.Queue[SpeechFrame | None] = asyncio.Queue()
         self._held_events: list[ServerMessage] = []
-        self._paused_since_frame = False
-        self.cancelled = False
+        self._held_since_frame = False
         if committed:
             self._committed.set()
-        self._producer = asyncio.create_task(self._produce())
+        self.stream: ReplyStream = speaker.stream(self._narrated())
         self._sender = asyncio.create_task(self._send())
 
     @property
-    def committed(self) -> bool:
-        """Whether the reply may be heard."""
-        return self._committed.is_set()
+    def heard(self) -> str:
+        """The reply's text sent to the person (whole segments)."""
+        return self.stream.heard
 
-    def commit(self) -> None:
+    @property
+    def failovers(self) -> int:
+        """Workers that failed while speaking this reply."""
+        return self.stream.failovers
+
+    def commit(self, turn: int, speech_end_at: float | None) -> None:
         """The turn is confirmed: release held events and frames."""
+        self.turn = turn
+        self.speech_end_at = speech_end_at
         self._committed.set()
 
-    def pause(self) -> None:
-        """Stop forwarding frames at once (possible barge-in)."""
+    def hold(self) -> None:
+        """No further frame leaves (possible barge-in); the worker is paused too."""
         self._playing.clear()
-        self._paused_since_frame = True
+        self._held_since_frame = True
+        self.stream.pause()
 
-    def resume(self) -> None:
-        """Forward frames again from where they stopped."""
+    def release(self) -> None:
+        """Frames flow again from where they stopped."""
+        self.stream.resume()
         self._playing.set()
 
-    async def cancel(self) -> None:
-        """Drop the reply: stop the worker, discard buffered audio, end both tasks."""
+    def cancel(self) -> None:
+        """Drop the reply at once: nothing more is sent; the worker is stopped meanwhile."""
+        if self.cancelled:
+            return
         self.cancelled = True
-        await self._speaker.stop()
-        for task in (self._producer, self._sender):
-            task.cancel()
-        await self.wait()
+        self.stream.stop()
+        self._sender.cancel()
 
     async def wait(self) -> None:
-        """Until the reply has ended one way or another."""
-        for task in (self._producer, self._sender):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Until the reply's tasks have ended (the worker told to stop, if cancelled)."""
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._sender
+        await self.stream.aclose() if self.cancelled else await self.stream.wait()
 
     async def _emit(self, message: ServerMessage) -> None:
-        if self.committed:
-            for held in self._held_events:
-                await self._hooks.event(held)
-            self._held_events.clear()
-            await self._hooks.event(message)
-        else:
+        if self.cancelled:
+            return
+        if not self._committed.is_set():
             self._held_events.append(message)
+            return
+        await self._release_held()
+        await self._sink.send_event(message)
+
+    async def _release_held(self) -> None:
+        held, self._held_events = self._held_events, []
+        for message in held:
+            await self._sink.send_event(message)
 
     async def _narrated(self) -> AsyncIterator[str]:
         """Responder text, announced as agent_text as it goes to TTS."""
@@ -141,55 +147,57 @@ class Reply:
             # A cancelled reply closes the responder's stream (and its HTTP request) now.
             close = getattr(self._texts, "aclose", None)
             if close is not None:
-                await close()
+                with contextlib.suppress(Exception):
+                    await close()
         await self._emit(AgentText(text="", turn=self.turn, final=True))
-
-    async def _produce(self) -> None:
-        try:
-            async for frame in self._speaker.speak(self._narrated()):
-                if self.timings.first_frame is None:
-                    self.timings.first_frame = time.perf_counter()
-                self._frames.put_nowait(frame)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            log.warning("reply %d failed: %s", self.turn, error)
-            self.timings.errors.append(("tts_failed", str(error)))
-        finally:
-            self.timings.failovers = self._speaker.failovers
-            self._frames.put_nowait(None)
 
     async def _send(self) -> None:
         completed = False
         try:
             await self._committed.wait()
-            for held in self._held_events:
-                await self._hooks.event(held)
-            self._held_events.clear()
+            await self._release_held()
             clock = PacingClock(self._lead_s)
-            while (frame := await self._frames.get()) is not None:
+            while (frame := await self.stream.next_frame()) is not None:
+                if self.timings.first_frame is None:
+                    self.timings.first_frame = time.perf_counter()
                 await self._playing.wait()
                 delay = clock.delay()
                 if delay > 0:
                     await asyncio.sleep(delay)
                     await self._playing.wait()
                 elif (
-                    clock.late_s > 0.005
-                    and self.timings.frames_sent
-                    and not self._paused_since_frame
+                    clock.late_s > 0.005 and self.timings.frames_sent and not self._held_since_frame
                 ):
                     # Synthesis fell behind real time: the person hears a gap.
                     self.timings.underruns += 1
+                if not self.stream.wanted(frame):
+                    continue  # dropped by a failover while it waited here
                 if not self.timings.frames_sent:
                     self.timings.first_sent = time.perf_counter()
-                    await self._hooks.first_audio()
-                await self._hooks.audio(frame.pcm)
-                self._paused_since_frame = False
+                    await self._sink.send_event(AudioStart(turn=self.turn))
+                    self._report(ReplyAudible(self.id))
+                await self._sink.send_audio(frame.pcm)
+                self.stream.played(frame)
+                self._held_since_frame = False
                 self.timings.frames_sent += 1
                 clock.sent()
                 if frame.final:
                     completed = True
                     break
-        finally:
+            await self._finish(completed)
+        except asyncio.CancelledError:
             if not self.cancelled:
-                await self._hooks.finished(completed)
+                raise
+
+    async def _finish(self, completed: bool) -> None:
+        stream = self.stream
+        if stream.error is not None:
+            self.timings.errors.append((stream.error.code, stream.error.message))
+        if stream.truncated:
+            limit = stream.settings.max_reply_chars
+            self.timings.errors.append(
+                ("reply_truncated", f"the reply was cut at {limit} characters")
+            )
+        if self.timings.frames_sent:
+            await self._sink.send_event(AudioEnd(turn=self.turn, frames=self.timings.frames_sent))
+        self._report(ReplyEnded(self.id, completed))

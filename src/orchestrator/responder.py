@@ -2,8 +2,10 @@
 
 `echo` repeats the utterance (the offline default); `openai` streams from any OpenAI-compatible
 chat-completions endpoint (OpenAI, Ollama, vLLM, llama.cpp server). Both keep the conversation
-history the same way: a turn is recorded as the text the user actually heard, so a reply cut
-short by barge-in is remembered as cut short. Consume `reply()` inside `contextlib.aclosing`
+history the same way: the session records each turn with `remember()` once it is over, as the
+text the person was actually sent, so a reply cut short by barge-in is remembered as cut short
+and a speculative reply that was dropped is not remembered at all. Consume `reply()` inside
+`contextlib.aclosing`
 (or let the consuming task be cancelled while it awaits the next delta) so an interrupted
 reply hangs up at once instead of when the generator is garbage-collected.
 """
@@ -102,24 +104,18 @@ class Responder(ABC):
         self._history.clear()
 
     async def reply(self, utterance: str) -> AsyncIterator[str]:
-        """Yield the reply's text deltas; the turn is recorded however the reply ends."""
+        """Yield the reply's text deltas (history is not touched: see `remember`)."""
         if not utterance.strip():
             return
-        produced: list[str] = []
-        failed = False
-        try:
-            async with aclosing(self._generate(utterance, self.history)) as deltas:
-                async for delta in deltas:
-                    produced.append(delta)
-                    yield delta
-        except ResponderError:
-            failed = True
-            raise
-        finally:
-            # A failure before any text leaves no trace, so a retry is not doubled in context;
-            # anything already yielded was heard and must be remembered, even if cut short.
-            if produced or not failed:
-                self._history.append(Turn(utterance, "".join(produced)))
+        async with aclosing(self._generate(utterance, self.history)) as deltas:
+            async for delta in deltas:
+                yield delta
+
+    def remember(self, user: str, assistant: str) -> None:
+        """Record a turn as it happened: what the person said and what of the reply they were
+        actually sent (cut at a barge-in; empty if they heard nothing)."""
+        if user.strip():
+            self._history.append(Turn(user, assistant))
 
     async def close(self) -> None:
         """Release connections (override if you hold any)."""

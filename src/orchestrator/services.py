@@ -4,7 +4,7 @@ latencies of one turn (TurnTiming), reported to the client and to Prometheus."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from voicefleet.asr.service import ASRService
 from voicefleet.fleet.pool import WorkerPool
@@ -12,7 +12,9 @@ from voicefleet.fleet.router import Router
 from voicefleet.orchestrator.config import PipelineConfig
 from voicefleet.orchestrator.metrics import OrchestratorMetrics
 from voicefleet.orchestrator.protocol import ServerMessage, TurnMetrics
-from voicefleet.orchestrator.reply import Reply
+
+if TYPE_CHECKING:
+    from voicefleet.orchestrator.reply import Reply
 
 
 class SessionSink(Protocol):
@@ -47,15 +49,14 @@ class TurnTiming:
     asr_ms: float | None = None
     barge_in_ms: float | None = None
 
-    def report(
-        self, reply: Reply, speech_end: float | None, metrics: OrchestratorMetrics
-    ) -> TurnMetrics:
+    def report(self, reply: Reply, metrics: OrchestratorMetrics) -> TurnMetrics:
         """The turn's metrics event; TTS first-frame latency and TTFA also go to Prometheus."""
         t = reply.timings
         first_frame_ms = ttfa_ms = None
         if t.text_ready is not None and t.first_frame is not None:
             first_frame_ms = (t.first_frame - t.text_ready) * 1000
             metrics.tts_first_frame_seconds.observe(first_frame_ms / 1000)
+        speech_end = reply.speech_end_at
         if speech_end is not None and t.first_sent is not None:
             ttfa_ms = (t.first_sent - speech_end) * 1000
             metrics.ttfa_seconds.observe(ttfa_ms / 1000)

@@ -139,6 +139,7 @@ class VoiceActivitySegmenter:
         self._voiced_frames = 0
         self._last_voiced_end = 0.0
         self._paused = False
+        self._last_voiced = False
 
     @property
     def in_speech(self) -> bool:
@@ -161,13 +162,18 @@ class VoiceActivitySegmenter:
 
     def push(self, pcm: Pcm16) -> list[VadEvent]:
         """Process audio; return the events it caused, in order."""
+        return [event for _, _, caused in self.push_frames(pcm) for event in caused]
+
+    def push_frames(self, pcm: Pcm16) -> list[tuple[bool, float, list[VadEvent]]]:
+        """Process audio; per whole 20 ms frame: (voiced, end in stream seconds, its events)."""
         data = np.concatenate([self._pending, pcm.astype(np.int16, copy=False)])
         whole = data.size // FRAME_SAMPLES * FRAME_SAMPLES
         self._pending = data[whole:].copy()
-        events: list[VadEvent] = []
+        frames: list[tuple[bool, float, list[VadEvent]]] = []
         for start in range(0, whole, FRAME_SAMPLES):
-            events += self._frame(data[start : start + FRAME_SAMPLES])
-        return events
+            caused = self._frame(data[start : start + FRAME_SAMPLES])
+            frames.append((self._last_voiced, self.now, caused))
+        return frames
 
     def reset(self) -> None:
         """Forget any speech in progress (e.g. the session was interrupted by text input)."""
@@ -182,6 +188,7 @@ class VoiceActivitySegmenter:
         energy = frame_energy_db(frame)
         admitted = self.gate.admit(energy)
         voiced = admitted and self._vad.is_speech(frame.tobytes(), VAD_RATE)
+        self._last_voiced = voiced
         end = self.now
         if not self._in_speech:
             return self._while_silent(frame, voiced, end)

@@ -99,6 +99,11 @@ async def test_worker_killed_mid_reply_is_replaced_and_the_reply_completes(
         await session.close()
         heard = transcribe_reply(recognizer, b"".join(session.result.frames))
         assert coverage(LONG_REPLY, heard) >= 0.85, heard
+        # Every sentence exactly once, in order: nothing lost, nothing heard twice.
+        words = normalize_words(heard)
+        keys = ["boats", "bread", "ducks", "train"]
+        assert [words.count(key) for key in keys] == [1, 1, 1, 1], heard
+        assert [words.index(key) for key in keys] == sorted(words.index(key) for key in keys)
         _status, text = orchestrator.get("/metrics")
         assert "voicefleet_tts_failovers_total 1.0" in text
     finally:

@@ -2,7 +2,7 @@
 livekit-agents worker whose jobs run the LiveKitBridge (livekit_bridge.py).
 
 A job: connect to the room (audio only), wait for the first participant, publish one 48 kHz mono
-track, subscribe to the participant's microphone, and run one VoiceSession through the bridge
+track, subscribe to the participant's microphone, and run one TurnController through the bridge
 until the participant leaves or the session ends. Each job builds its own Services (the ASR
 model, a fleet view, worker channels) with `app.build`, because livekit-agents runs jobs in
 their own processes. No LiveKit server is reachable from the tests: this path is kept thin and
@@ -176,11 +176,11 @@ class RealRoom:
 
 
 async def run_job(config: OrchestratorConfig, ctx: agents.JobContext) -> None:
-    """A job's entrypoint: one participant, one VoiceSession, until either ends."""
+    """A job's entrypoint: one participant, one TurnController, until either ends."""
     from livekit import agents
 
     from voicefleet.orchestrator.app import build
-    from voicefleet.orchestrator.pipeline import VoiceSession
+    from voicefleet.orchestrator.controller import TurnController
     from voicefleet.orchestrator.responder import create_responder
 
     orchestrator = build(config)
@@ -194,7 +194,7 @@ async def run_job(config: OrchestratorConfig, ctx: agents.JobContext) -> None:
         bridge = LiveKitBridge(room, Hello(sample_rate=OUTPUT_SAMPLE_RATE))
         session_id = uuid.uuid4().hex[:16]
         responder = create_responder(config.responder)
-        session = VoiceSession(session_id, bridge.hello, services, responder, bridge, "livekit")
+        session = TurnController(session_id, bridge.hello, services, responder, bridge, "livekit")
         log.info("livekit job %s: session %s for %s", ctx.job.id, session_id, participant.identity)
         await bridge.run(session)
     finally:

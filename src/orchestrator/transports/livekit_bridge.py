@@ -1,4 +1,4 @@
-"""The LiveKit bridge: a room's audio and data channel in and out of one VoiceSession.
+"""The LiveKit bridge: a room's audio and data channel in and out of one TurnController.
 
 The room is reached through `RoomBoundary`, a small interface over what a LiveKit room gives a
 session: the participant's microphone frames, an audio output, the data channel, and the moment
@@ -73,7 +73,7 @@ class RoomBoundary(Protocol):
 
 
 class BridgedSession(Protocol):
-    """The part of VoiceSession the bridge drives."""
+    """The part of TurnController the bridge drives."""
 
     closed: asyncio.Event
 
@@ -129,7 +129,7 @@ def output_frame(pcm: bytes) -> rtc.AudioFrame:
 
 
 class LiveKitBridge:
-    """Runs one VoiceSession over a room; it is the session's SessionSink."""
+    """Runs one TurnController over a room; it is the session's SessionSink."""
 
     def __init__(self, room: RoomBoundary, hello: Hello) -> None:
         self.room = room

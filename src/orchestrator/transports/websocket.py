@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from aiohttp import WSMsgType, web
 
-from voicefleet.orchestrator.pipeline import VoiceSession
+from voicefleet.orchestrator.controller import TurnController
 from voicefleet.orchestrator.protocol import (
     ErrorEvent,
     Hello,
@@ -73,7 +73,7 @@ class WebSocketTransport:
         self.max_message_bytes = max_message_bytes
         self.max_sessions = max_sessions
         self.auth_token = auth_token
-        self.sessions: dict[str, VoiceSession] = {}
+        self.sessions: dict[str, TurnController] = {}
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         """Serve one connection until bye, hang-up or a fatal error."""
@@ -82,7 +82,7 @@ class WebSocketTransport:
         )
         await ws.prepare(request)
         sink = WebSocketSink(ws)
-        session: VoiceSession | None = None
+        session: TurnController | None = None
         try:
             async for message in ws:
                 if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
@@ -112,8 +112,8 @@ class WebSocketTransport:
         return ws
 
     async def _control(
-        self, text: str, session: VoiceSession | None, sink: WebSocketSink
-    ) -> VoiceSession | None:
+        self, text: str, session: TurnController | None, sink: WebSocketSink
+    ) -> TurnController | None:
         message = client_message_from_json(text)
         if session is None:
             if not isinstance(message, Hello):
@@ -124,7 +124,7 @@ class WebSocketTransport:
         await dispatch_control(session, message)
         return session
 
-    async def _open(self, hello: Hello, sink: WebSocketSink) -> VoiceSession | None:
+    async def _open(self, hello: Hello, sink: WebSocketSink) -> TurnController | None:
         if self.auth_token and hello.token != self.auth_token:
             await sink.send_event(
                 ErrorEvent(code="unauthorized", message="bad or missing token", fatal=True)
@@ -142,7 +142,7 @@ class WebSocketTransport:
             await sink.close("too_many_sessions")
             return None
         session_id = uuid.uuid4().hex[:16]
-        session = VoiceSession(
+        session = TurnController(
             session_id, hello, self.services, self.new_responder(), sink, transport="websocket"
         )
         self.sessions[session_id] = session

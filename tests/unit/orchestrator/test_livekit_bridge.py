@@ -17,8 +17,8 @@ from voicefleet.audio.format import FRAME_BYTES, FRAME_SAMPLES
 from voicefleet.fleet import FleetView, Router, RouterConfig
 from voicefleet.fleet.pool import WorkerPool
 from voicefleet.orchestrator.config import PipelineConfig
+from voicefleet.orchestrator.controller import TurnController
 from voicefleet.orchestrator.metrics import OrchestratorMetrics
-from voicefleet.orchestrator.pipeline import VoiceSession
 from voicefleet.orchestrator.protocol import (
     AudioCancel,
     Hello,
@@ -85,7 +85,7 @@ class FakeRoom:
 
 
 class RecordingSession:
-    """The VoiceSession surface the bridge drives, recording what it receives."""
+    """The TurnController surface the bridge drives, recording what it receives."""
 
     def __init__(self, sink: LiveKitBridge) -> None:
         self.sink = sink
@@ -109,7 +109,7 @@ class RecordingSession:
         self.interrupts += 1
 
     async def close(self, reason: str) -> None:
-        if self.close_reason is None:  # like VoiceSession: once, and the sink closes too
+        if self.close_reason is None:  # like TurnController: once, and the sink closes too
             self.close_reason = reason
             await self.sink.close(reason)
             self.closed.set()
@@ -278,7 +278,7 @@ async def test_a_real_voice_session_runs_over_the_bridge() -> None:
     silence = np.zeros(RATE, dtype=np.int16)
     room = FakeRoom(frames_of(silence, RATE, 2, 10))
     bridge = LiveKitBridge(room, Hello(sample_rate=RATE))
-    session = VoiceSession("lk-test", bridge.hello, services, EchoResponder(), bridge, "livekit")
+    session = TurnController("lk-test", bridge.hello, services, EchoResponder(), bridge, "livekit")
     runner = asyncio.create_task(bridge.run(session))
     await asyncio.wait_for(room.microphone_done.wait(), 5)
     room.left.set()

@@ -108,6 +108,13 @@ async def responder(server: FakeOpenAI) -> AsyncIterator[OpenAIResponder]:
         await client.close()
 
 
+async def _turn(responder: Responder, utterance: str) -> list[str]:
+    """One turn whose whole reply was heard."""
+    deltas = await _collect(responder, utterance)
+    responder.remember(utterance, "".join(deltas))
+    return deltas
+
+
 async def _collect(responder: Responder, utterance: str) -> list[str]:
     return [delta async for delta in responder.reply(utterance)]
 
@@ -123,7 +130,7 @@ async def test_deltas_arrive_in_order_and_incrementally(
         received.append(delta)
     assert received == ["Hel", "lo ", "there", "."]
     assert last_sent_at_first_delta is False
-    assert responder.history == (Turn("hi", "Hello there."),)
+    assert responder.history == (), "the session, not the responder, decides what was heard"
 
 
 async def test_request_carries_prompt_history_and_key(
@@ -143,7 +150,7 @@ async def test_request_carries_prompt_history_and_key(
     responder = OpenAIResponder(config)
     try:
         for utterance in ("one", "two", "three", "four"):
-            assert await _collect(responder, utterance) == ["ok"]
+            assert await _turn(responder, utterance) == ["ok"]
     finally:
         await responder.close()
     last = server.bodies[-1]
@@ -172,7 +179,7 @@ async def test_no_key_env_means_no_authorization_and_no_temperature(
     assert "temperature" not in server.bodies[0]
 
 
-async def test_cancel_records_partial_reply_and_hangs_up(
+async def test_cancel_hangs_up(
     server: FakeOpenAI, responder: OpenAIResponder
 ) -> None:
     server.deltas = [f"word{i} " for i in range(40)]
@@ -191,7 +198,7 @@ async def test_cancel_records_partial_reply_and_hangs_up(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert 1 <= len(received) < 5
-    assert responder.history == (Turn("tell me a story", "".join(received)),)
+    assert responder.history == ()
     await asyncio.wait_for(server.disconnected.wait(), 2)
     assert server.chunks_sent < len(server.deltas)
 
@@ -203,10 +210,10 @@ async def test_closing_the_generator_hangs_up(
     server.delay_s = 0.03
     async with aclosing(responder.reply("go")) as deltas:
         assert await anext(deltas) == "w0 "
-    assert responder.history == (Turn("go", "w0 "),)
     await asyncio.wait_for(server.disconnected.wait(), 2)
     assert server.chunks_sent < len(server.deltas)
-    # The next turn sends the interrupted reply as what the user heard.
+    # The session remembers what the person heard; the next request carries exactly that.
+    responder.remember("go", "w0 ")
     server.deltas, server.delay_s = ["ok"], 0
     await _collect(responder, "again")
     assert server.bodies[-1]["messages"][1:] == [
@@ -226,6 +233,7 @@ async def test_cancel_before_first_delta_sends_no_assistant_message(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    responder.remember("first", "")
     assert responder.history == (Turn("first", ""),)
     server.first_delay_s, server.delay_s = 0, 0
     await _collect(responder, "second")
@@ -283,7 +291,6 @@ async def test_malformed_data_line_raises_and_keeps_partial_text(
         async for delta in responder.reply("hi"):
             received.append(delta)
     assert received == ["Hi"]
-    assert responder.history == (Turn("hi", "Hi"),)
 
 
 async def test_error_event_mid_stream_raises(
@@ -297,22 +304,23 @@ async def test_error_event_mid_stream_raises(
 
 async def test_echo_yields_the_utterance_once_and_keeps_history() -> None:
     echo = EchoResponder(history_turns=2)
-    assert await _collect(echo, "hello there") == ["hello there"]
-    assert await _collect(echo, "   ") == []
-    assert await _collect(echo, "two") == ["two"]
-    assert await _collect(echo, "three") == ["three"]
+    assert await _turn(echo, "hello there") == ["hello there"]
+    assert await _turn(echo, "   ") == []
+    assert await _turn(echo, "two") == ["two"]
+    assert await _turn(echo, "three") == ["three"]
     assert echo.history == (Turn("two", "two"), Turn("three", "three"))
     echo.reset()
     assert echo.history == ()
 
 
-async def test_echo_closed_early_records_only_started_replies() -> None:
+async def test_history_holds_only_what_was_remembered() -> None:
     echo = EchoResponder()
-    await echo.reply("hi").aclose()  # never started: nothing to record
-    assert echo.history == ()
     async with aclosing(echo.reply("hi")) as deltas:
         assert await anext(deltas) == "hi"
-    assert echo.history == (Turn("hi", "hi"),)
+    assert echo.history == (), "a reply alone (e.g. a dropped speculation) leaves no trace"
+    echo.remember("   ", "ignored")  # no words from the person: nothing to remember
+    echo.remember("hi", "")  # said, but the person heard nothing of the reply
+    assert echo.history == (Turn("hi", ""),)
 
 
 def test_create_responder_and_config_validation() -> None:

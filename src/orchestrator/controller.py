@@ -1,0 +1,391 @@
+"""The turn controller: one task per session owns every decision, whatever the transport.
+
+Audio, text and control from the transport, ASR results, reply progress and a timer all become
+events in one queue; what the person does (audio, text, interrupt, hang-up) is served before
+anything already queued. Each event goes to the decision core (decisions.py), and the actions
+it returns are carried out here: ASR jobs and replies run as tasks of their own that report
+back with events, so the loop never waits on a model or a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+import numpy as np
+
+from voicefleet.fleet.speaker import Speaker, SpeakerSettings
+from voicefleet.orchestrator.audio_in import AudioIn
+from voicefleet.orchestrator.decisions import TurnCore, TurnRules
+from voicefleet.orchestrator.protocol import ErrorEvent, Hello, ProtocolError, TranscriptEvent
+from voicefleet.orchestrator.reply import Reply
+from voicefleet.orchestrator.responder import Responder
+from voicefleet.orchestrator.services import Services, SessionSink, TurnTiming
+from voicefleet.orchestrator.session import State
+from voicefleet.orchestrator.turn_events import (
+    URGENT_EVENTS,
+    CancelReply,
+    Close,
+    CommitReply,
+    Decided,
+    Hangup,
+    HoldReply,
+    InterruptRequest,
+    Measured,
+    Moved,
+    ReleaseReply,
+    Remember,
+    ReportTurn,
+    ResetListening,
+    Send,
+    StartReply,
+    TextInput,
+    Tick,
+    Transcribe,
+    Transcribed,
+    TurnAction,
+    TurnEvent,
+)
+
+log = logging.getLogger(__name__)
+_TICK_S = 0.25
+_CLOSE_WAIT_S = 5.0
+
+
+class TurnController:
+    """One conversation: takes the transport's input, runs the decisions, drives the replies."""
+
+    def __init__(
+        self,
+        session_id: str,
+        hello: Hello,
+        services: Services,
+        responder: Responder,
+        sink: SessionSink,
+        transport: str,
+    ) -> None:
+        self.id = session_id
+        self.hello = hello
+        self.services = services
+        self.config = config = services.config
+        self.responder = responder
+        self.sink = sink
+        self.transport = transport
+        self.closed = asyncio.Event()
+        self.audio_in = AudioIn(hello.sample_rate, config.vad)
+        self.core = TurnCore(session_id, rules_from(config), time.perf_counter())
+        self.speaker = Speaker(
+            services.router,
+            services.pool,
+            session_id,
+            language=hello.language,
+            model=hello.model,
+            voice=hello.voice,
+            settings=speaker_settings(config),
+        )
+        self.replies: dict[int, Reply] = {}
+        self._urgent: collections.deque[TurnEvent] = collections.deque()
+        self._queued: collections.deque[TurnEvent] = collections.deque()
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._timing = TurnTiming()
+        self._last_partial = 0.0
+        self._loop: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
+
+    @property
+    def state(self) -> State:
+        """The conversation's state."""
+        return self.core.state
+
+    # -- the transport's side --------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the session (LISTENING) and start its task."""
+        self.services.metrics.sessions_active.inc()
+        self.services.metrics.sessions_total.labels(self.transport).inc()
+        await self._execute(self.core.start())
+        self._loop = asyncio.create_task(self._run())
+        self._ticker = asyncio.create_task(self._tick())
+
+    async def push_audio(self, pcm: bytes) -> None:
+        """Microphone audio at the declared rate (PCM16 mono LE)."""
+        if self.closed.is_set():
+            return
+        for event in self.audio_in.push(pcm):
+            self.post(event)
+        self._maybe_partial()
+
+    async def push_text(self, text: str, mode: str) -> None:
+        """Text instead of speech: a turn of its own (interrupting any reply)."""
+        text = " ".join(text.split())
+        if not text:
+            raise ProtocolError("bad_message", "text.text is empty")
+        self.post(TextInput(text, mode))
+
+    async def interrupt(self) -> None:
+        """The client asked the agent to stop talking."""
+        self.post(InterruptRequest())
+
+    async def close(self, reason: str) -> None:
+        """End the session and wait (bounded) until it is closed."""
+        if self.closed.is_set():
+            return
+        self.post(Hangup(reason))
+        if self._loop is None or self._loop.done():
+            await self._execute(self.core.handle(Hangup(reason), time.perf_counter()))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_CLOSE_WAIT_S):
+                await self.closed.wait()
+        if not self.closed.is_set():
+            await self._shut("close timed out")
+
+    def post(self, event: TurnEvent) -> None:
+        """Queue an event for the decisions (what the person does jumps the queue)."""
+        lane = self._urgent if isinstance(event, URGENT_EVENTS) else self._queued
+        lane.append(event)
+        self._wake.set()
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            while not self.closed.is_set():
+                if not self._urgent and not self._queued:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                event = self._urgent.popleft() if self._urgent else self._queued.popleft()
+                try:
+                    actions = self.core.handle(event, time.perf_counter())
+                    await self._execute(actions)
+                except Exception:
+                    log.exception("session %s: handling %s failed", self.id, type(event).__name__)
+        finally:
+            if not self.closed.is_set():
+                await self._shut("controller ended")
+
+    async def _tick(self) -> None:
+        while not self.closed.is_set():
+            await asyncio.sleep(_TICK_S)
+            self.post(Tick())
+
+    async def _execute(self, actions: list[TurnAction]) -> None:
+        for action in actions:
+            await self._do(action)
+
+    async def _do(self, action: TurnAction) -> None:
+        if isinstance(action, Send):
+            await self.sink.send_event(action.message)
+        elif isinstance(action, Moved):
+            self.services.metrics.transitions.labels(
+                action.previous.value, action.state.value
+            ).inc()
+            self.audio_in.set_state(action.state.value)
+        elif isinstance(action, Transcribe):
+            self._spawn(self._transcribe(action.job, action.audio))
+        elif isinstance(action, StartReply):
+            self._start_reply(action)
+        elif isinstance(action, CommitReply):
+            if reply := self.replies.get(action.reply):
+                reply.commit(action.turn, action.speech_end_at)
+        elif isinstance(action, HoldReply):
+            if reply := self.replies.get(action.reply):
+                reply.hold()
+        elif isinstance(action, ReleaseReply):
+            if reply := self.replies.get(action.reply):
+                reply.release()
+        elif isinstance(action, CancelReply):
+            self._cancel(action.reply)
+        elif isinstance(action, Remember):
+            if reply := self.replies.get(action.reply):
+                self.responder.remember(action.user, reply.heard)
+        elif isinstance(action, ReportTurn):
+            await self._report(action.reply)
+        elif isinstance(action, ResetListening):
+            self.audio_in.reset()
+        elif isinstance(action, Measured):
+            self._measured(action)
+        elif isinstance(action, Decided):
+            self.services.metrics.decisions.labels(action.decision).inc()
+            log.info(
+                "session %s turn %d: %s%s",
+                self.id,
+                action.turn,
+                action.decision,
+                f" ({action.detail})" if action.detail else "",
+            )
+        elif isinstance(action, Close):
+            if action.message is not None:
+                await self.sink.send_event(
+                    ErrorEvent(code=action.reason, message=action.message, fatal=True)
+                )
+            await self._shut(action.reason)
+
+    # -- actions -------------------------------------------------------------------------
+
+    def _spawn(self, step: Any) -> None:
+        task = asyncio.ensure_future(step)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _transcribe(self, job: int, audio: np.ndarray) -> None:
+        try:
+            text = await self._asr(audio)
+        except Exception as error:
+            self.services.metrics.errors.labels("asr").inc()
+            self.post(Transcribed(job, "", f"transcription failed: {error}"))
+            return
+        self.post(Transcribed(job, text))
+
+    async def _asr(self, audio: np.ndarray) -> str:
+        samples = audio.astype(np.float32) / 32768.0
+        transcript = await self.services.asr.transcribe(samples)
+        self.services.metrics.asr_seconds.observe(transcript.compute_ms / 1000)
+        return transcript.text.strip()
+
+    def _start_reply(self, action: StartReply) -> None:
+        texts: AsyncIterator[str] = (
+            self.responder.reply(action.text) if action.mode == "answer" else _once(action.text)
+        )
+        reply = Reply(
+            action.reply,
+            action.turn,
+            texts,
+            self.speaker,
+            self.sink,
+            self.post,
+            lead_s=self.config.playback_lead_ms / 1000,
+            committed=action.committed,
+        )
+        if action.committed:
+            reply.commit(action.turn, action.speech_end_at)
+        self.replies[action.reply] = reply
+
+    def _cancel(self, reply_id: int) -> None:
+        reply = self.replies.get(reply_id)
+        if reply is None:
+            return
+        reply.cancel()
+        self._spawn(self._forget_later(reply))
+
+    async def _forget_later(self, reply: Reply) -> None:
+        await reply.wait()
+        self.replies.pop(reply.id, None)
+
+    async def _report(self, reply_id: int) -> None:
+        reply = self.replies.get(reply_id)
+        if reply is None:
+            return
+        metrics = self.services.metrics
+        timings = reply.timings
+        if timings.underruns:
+            metrics.underruns.inc(timings.underruns)
+        if reply.failovers:
+            metrics.failovers.inc(reply.failovers)
+        if reply.stream.stalls:
+            metrics.stalls.inc(reply.stream.stalls)
+        for code, message in timings.errors:
+            metrics.errors.labels(code).inc()
+            await self.sink.send_event(ErrorEvent(code=code, message=message))
+        if timings.frames_sent:
+            timing, self._timing = self._timing, TurnTiming()
+            await self.sink.send_event(timing.report(reply, metrics))
+        if not reply.cancelled:
+            self.replies.pop(reply_id, None)
+
+    def _measured(self, action: Measured) -> None:
+        if action.name == "barge_in_ms":
+            self._timing.barge_in_ms = action.value_ms
+            self.services.metrics.barge_in_seconds.observe(action.value_ms / 1000)
+        elif action.name == "endpoint_ms":
+            self._timing.endpoint_ms = action.value_ms
+        elif action.name == "asr_ms":
+            self._timing.asr_ms = action.value_ms
+
+    def _maybe_partial(self) -> None:
+        """A partial transcript while the person speaks, only when the ASR pool is idle, so a
+        partial never queues ahead of the turn's final transcription."""
+        interval = self.config.partial_interval_s
+        segmenter = self.audio_in.segmenter
+        if (
+            not interval
+            or self.state is not State.LISTENING
+            or not segmenter.in_speech
+            or self.core.speculation is not None
+            or self.services.asr.in_flight
+            or segmenter.voiced_s < interval
+            or time.monotonic() - self._last_partial < interval
+        ):
+            return
+        self._last_partial = time.monotonic()
+        self._spawn(self._partial(segmenter.utterance_audio(), self.core.turn + 1))
+
+    async def _partial(self, audio: np.ndarray, turn: int) -> None:
+        try:
+            text = await self._asr(audio)
+        except Exception:
+            return  # a failed partial is not worth an error; the final will say
+        # Stale when the turn's final has gone out meanwhile.
+        if text and self.core.turn < turn and not self.closed.is_set():
+            await self.sink.send_event(TranscriptEvent(text=text, final=False, turn=turn))
+
+    async def _shut(self, reason: str) -> None:
+        """Release everything; the worker sessions and the responder close in the background."""
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        for reply in self.replies.values():
+            reply.cancel()
+        for task in (self._ticker, *self._tasks):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+        self.services.metrics.sessions_active.dec()
+        with contextlib.suppress(Exception):
+            await self.sink.close(reason)
+        _release(self._release())
+
+    async def _release(self) -> None:
+        replies = list(self.replies.values())
+        await asyncio.gather(*(r.wait() for r in replies), return_exceptions=True)
+        await asyncio.gather(self.speaker.close(), self.responder.close(), return_exceptions=True)
+
+
+_releasing: set[asyncio.Task[None]] = set()
+
+
+def _release(step: Any) -> None:
+    """Clean-up that must finish even after the session object is gone."""
+    task = asyncio.ensure_future(step)
+    _releasing.add(task)
+    task.add_done_callback(_releasing.discard)
+
+
+def rules_from(config: Any) -> TurnRules:
+    """The decision core's settings from the pipeline config."""
+    return TurnRules(
+        speculative=config.speculative,
+        onset_ms=config.vad.start_ms,
+        barge_in_min_speech_ms=config.barge_in_min_speech_ms,
+        false_alarm_ms=config.barge_in_false_alarm_ms,
+        idle_timeout_s=config.idle_timeout_s,
+        max_duration_s=config.max_duration_s,
+        max_turns=config.max_turns,
+    )
+
+
+def speaker_settings(config: Any) -> SpeakerSettings:
+    """The fleet client's deadlines from the pipeline config."""
+    return SpeakerSettings(
+        first_frame_timeout_s=config.first_frame_timeout_s,
+        stall_timeout_s=config.stall_timeout_s,
+    )
+
+
+async def _once(text: str) -> AsyncGenerator[str, None]:
+    yield text

@@ -1,0 +1,235 @@
+"""What the turn controller hears (events) and what its decisions ask for (actions).
+
+Events come from the audio path (per-frame voicing and the segmenter's speech events), the ASR
+jobs, the replies (audible, ended), the transport (text, interrupt, hang-up) and a timer. The
+decision core (decisions.py) turns each into a list of actions; the controller
+(controller.py) carries them out. Both sides are plain frozen dataclasses, so a test can script
+events and read actions without sockets, models or sleeps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from voicefleet.orchestrator.protocol import ServerMessage
+from voicefleet.orchestrator.session import State
+from voicefleet.orchestrator.vad import VadEvent
+
+Pcm16 = npt.NDArray[np.int16]
+
+# -- events --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Voicing:
+    """One 20 ms microphone frame: voiced or not; `at` is its end in stream seconds."""
+
+    at: float
+    voiced: bool
+
+
+@dataclass(frozen=True)
+class Heard:
+    """A speech event from the segmenter (start, pause, resume, end)."""
+
+    event: VadEvent
+
+
+@dataclass(frozen=True)
+class Transcribed:
+    """An ASR job finished: its text, or why it failed."""
+
+    job: int
+    text: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ReplyAudible:
+    """A reply's first frame went to the person."""
+
+    reply: int
+
+
+@dataclass(frozen=True)
+class ReplyEnded:
+    """A reply has sent its last frame (completed), or ended without it (empty, failed)."""
+
+    reply: int
+    completed: bool
+
+
+@dataclass(frozen=True)
+class TextInput:
+    """The person typed: `answer` runs it through the responder, `say` speaks it as is."""
+
+    text: str
+    mode: str
+
+
+@dataclass(frozen=True)
+class InterruptRequest:
+    """The client asked the agent to stop talking."""
+
+
+@dataclass(frozen=True)
+class Hangup:
+    """The session ends: bye, disconnect, shutdown."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time passes (limits are checked on it)."""
+
+
+TurnEvent = (
+    Voicing
+    | Heard
+    | Transcribed
+    | ReplyAudible
+    | ReplyEnded
+    | TextInput
+    | InterruptRequest
+    | Hangup
+    | Tick
+)
+URGENT_EVENTS = (Voicing, Heard, TextInput, InterruptRequest, Hangup)
+"""Handled before anything already queued: what the person does goes first."""
+
+# -- actions -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Transcribe:
+    """Run ASR on an utterance; its result comes back as Transcribed(job)."""
+
+    job: int
+    audio: Pcm16
+
+
+@dataclass(frozen=True)
+class StartReply:
+    """Start preparing a reply (responder + TTS). Held (inaudible) until committed."""
+
+    reply: int
+    turn: int
+    text: str
+    mode: str
+    committed: bool
+    speech_end_at: float | None = None  # for time-to-first-audio, in the core's clock
+
+
+@dataclass(frozen=True)
+class CommitReply:
+    """A held reply may be heard."""
+
+    reply: int
+    turn: int
+    speech_end_at: float | None = None
+
+
+@dataclass(frozen=True)
+class HoldReply:
+    """Stop the reply's frames at once: the client's playback and the worker."""
+
+    reply: int
+
+
+@dataclass(frozen=True)
+class ReleaseReply:
+    """Continue a held reply exactly where it stopped."""
+
+    reply: int
+
+
+@dataclass(frozen=True)
+class CancelReply:
+    """Drop a reply for good; never waits on the worker."""
+
+    reply: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Remember:
+    """Write the turn to the responder's history: the user's words and what of the reply was
+    actually sent to the person (the controller reads that from the reply)."""
+
+    user: str
+    reply: int
+
+
+@dataclass(frozen=True)
+class ReportTurn:
+    """The reply is over: send its errors and its latency metrics."""
+
+    reply: int
+
+
+@dataclass(frozen=True)
+class Send:
+    """An event to the client."""
+
+    message: ServerMessage
+
+
+@dataclass(frozen=True)
+class Moved:
+    """The session changed state."""
+
+    previous: State
+    state: State
+    reason: str
+
+
+@dataclass(frozen=True)
+class ResetListening:
+    """Forget any speech in progress (the person typed instead)."""
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A latency of this turn (milliseconds), e.g. barge_in_ms."""
+
+    name: str
+    value_ms: float
+
+
+@dataclass(frozen=True)
+class Decided:
+    """A decision worth a log line and a counter."""
+
+    decision: str
+    turn: int
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Close:
+    """End the session; `message` set: tell the client why with a fatal error."""
+
+    reason: str
+    message: str | None = None
+
+
+TurnAction = (
+    Transcribe
+    | StartReply
+    | CommitReply
+    | HoldReply
+    | ReleaseReply
+    | CancelReply
+    | Remember
+    | ReportTurn
+    | Send
+    | Moved
+    | ResetListening
+    | Measured
+    | Decided
+    | Close
+)

@@ -1,0 +1,217 @@
+"""Turn-taking with real parts: a real orchestrator, a real Piper worker, real tiny.en, a real
+WebSocket, real audio; an LLM stand-in (a local OpenAI-compatible SSE server) that records the
+requests, so the history the LLM is sent can be checked against what the person heard."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from aiohttp import web
+
+from tests.integration.conftest import Microphone, Stack, open_session, wait_for_event
+from tests.speech import piper_speech
+from tests.worker_process import free_port
+from voicefleet.asr.wer import normalize_words
+from voicefleet.orchestrator.protocol import (
+    AudioCancel,
+    AudioEnd,
+    AudioPause,
+    AudioResume,
+    AudioStart,
+    TranscriptEvent,
+)
+
+STORY = (
+    "Once upon a time, there was a small fishing village by the sea. "
+    "Every morning the fishermen rowed out before the sun came up. "
+    "They sang old songs while they pulled the heavy nets from the water. "
+    "In the evening the whole village gathered on the beach to share the catch. "
+    "The children ran along the sand and chased the waves until it was dark."
+)
+
+
+class FakeLLM:
+    """An OpenAI-compatible chat endpoint: streams a scripted reply, records every request."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.replies: list[str] = []
+        self.answers: dict[str, str] = {}  # a word in the user's message -> the reply
+        self.port = free_port()
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._complete)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _complete(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.bodies.append(body)
+        said = body["messages"][-1]["content"].lower()
+        keyed = [reply for word, reply in self.answers.items() if word in said]
+        reply = keyed[0] if keyed else self.replies.pop(0) if self.replies else "All right."
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for word in reply.split(" "):
+            delta = {"choices": [{"index": 0, "delta": {"content": word + " "}}]}
+            await response.write(f"data: {json.dumps(delta)}\n\n".encode())
+            await asyncio.sleep(0.005)
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    def history(self, request: int) -> list[tuple[str, str]]:
+        """(role, content) of a request's messages, the system prompt left out."""
+        messages = self.bodies[request]["messages"]
+        return [(m["role"], m["content"].strip()) for m in messages if m["role"] != "system"]
+
+
+@pytest.fixture
+async def llm() -> AsyncIterator[FakeLLM]:
+    fake = FakeLLM()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Stack]:
+    built = Stack(tmp_path_factory.mktemp("turns"), redis_url)
+    built.worker()
+    built.orchestrator()
+    yield built
+    built.stop()
+
+
+def llm_orchestrator(stack: Stack, llm: FakeLLM) -> Any:
+    return stack.orchestrator(
+        responder={"kind": "openai", "openai": {"base_url": llm.url, "model": "fake"}}
+    )
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(16_000 * seconds), np.int16)
+
+
+def trim(clip: np.ndarray, margin_s: float = 0.03) -> np.ndarray:
+    """The clip without its leading and trailing silence (a small margin kept)."""
+    loud = np.flatnonzero(np.abs(clip.astype(np.int32)) > 300)
+    if not loud.size:
+        return clip
+    margin = int(16_000 * margin_s)
+    return clip[max(0, loud[0] - margin) : loud[-1] + margin]
+
+
+def onset(clip: np.ndarray) -> float:
+    """Seconds until the clip is first clearly voiced."""
+    loud = np.flatnonzero(np.abs(clip.astype(np.int32)) > 1000)
+    return float(loud[0]) / 16_000 if loud.size else 0.0
+
+
+async def test_a_cough_then_real_speech_300_ms_later_cancels_the_reply(one_worker: Stack) -> None:
+    # Synthesized before the microphone runs: the test's loop must not stall while it streams.
+    cough = trim(piper_speech("Ha."))[:2560]  # 160 ms: a false alarm
+    cough = np.clip(cough.astype(np.int32) * 2, -32768, 32767).astype(np.int16)
+    speech = trim(piper_speech("Stop talking now and listen to me please."))
+    clip = np.concatenate([cough, silence(0.3), speech])
+    orchestrator = one_worker.orchestrators[0]
+    session, events = await open_session(orchestrator.ws_url)
+    mic = Microphone(session)
+    mic.start()
+    await session.send_text(STORY, "say")
+    await wait_for_event(events, lambda e: isinstance(e, AudioStart), 30)
+    await asyncio.sleep(0.8)
+    queued_at = mic.clock
+    mic.play(clip)
+    speech_onset = queued_at + (cough.size / 16_000) + 0.3 + onset(speech)
+    cancel = await wait_for_event(events, lambda e: isinstance(e, AudioCancel), 10)
+    cancelled_at = mic.clock
+    await mic.stop()
+    await session.close()
+    kinds = [type(e) for e in events if isinstance(e, AudioPause | AudioResume | AudioCancel)]
+    assert kinds == [AudioPause, AudioResume, AudioPause, AudioCancel], kinds
+    assert isinstance(cancel, AudioCancel) and cancel.reason == "barge_in"
+    # Stream time at the client (the microphone is paced in real time); one 20 ms chunk slack.
+    assert cancelled_at - speech_onset < 0.62, (speech_onset, cancelled_at)
+
+
+async def test_history_holds_the_whole_utterance_and_what_was_played_not_the_speculation(
+    one_worker: Stack, llm: FakeLLM
+) -> None:
+    llm.answers = {"paris": "It is sunny and warm in Paris today.", "tomorrow": "It rains."}
+    llm.replies = ["This is"] * 5  # what a speculation on the half-utterance would get
+    utterance = np.concatenate(
+        [
+            trim(piper_speech("What is the weather like")),
+            silence(0.35),  # a mid-sentence pause: a speculation starts, then is dropped
+            trim(piper_speech("in Paris today?")),
+            silence(1.0),
+        ]
+    )
+    orchestrator = llm_orchestrator(one_worker, llm)
+    session, events = await open_session(orchestrator.ws_url)
+    mic = Microphone(session)
+    mic.start()
+    mic.play(utterance)
+    end = await wait_for_event(events, lambda e: isinstance(e, AudioEnd), 40)
+    assert isinstance(end, AudioEnd)
+    finals = [e for e in events if isinstance(e, TranscriptEvent) and e.final]
+    await session.send_text("And tomorrow?", "answer")
+    await wait_for_event(events, lambda e: isinstance(e, AudioEnd) and e.turn == 2, 30)
+    await mic.stop()
+    await session.close()
+    assert len(finals) == 1 and "paris" in finals[0].text.lower(), finals
+    last = llm.history(len(llm.bodies) - 1)
+    assert last[-1] == ("user", "And tomorrow?")
+    # Exactly one earlier turn: the whole utterance, and the reply the person heard.
+    assert last[:-1] == [
+        ("user", finals[0].text.strip()),
+        ("assistant", "It is sunny and warm in Paris today."),
+    ], last
+
+
+async def test_history_after_a_barge_in_holds_only_the_segments_played(
+    one_worker: Stack, llm: FakeLLM
+) -> None:
+    llm.replies = [STORY, "Of course."]
+    interruption = np.concatenate(
+        [trim(piper_speech("Stop, tell me about the boats.")), silence(1)]
+    )
+    orchestrator = llm_orchestrator(one_worker, llm)
+    session, events = await open_session(orchestrator.ws_url)
+    mic = Microphone(session)
+    mic.start()
+    await session.send_text("Tell me a story.", "answer")
+    await wait_for_event(events, lambda e: isinstance(e, AudioStart), 30)
+    await asyncio.sleep(1.0)
+    mic.play(interruption)
+    await wait_for_event(events, lambda e: isinstance(e, AudioCancel), 10)
+    await wait_for_event(events, lambda e: isinstance(e, AudioEnd) and e.turn == 2, 40)
+    await mic.stop()
+    await session.close()
+    second = llm.history(1)
+    assert second[0] == ("user", "Tell me a story.")
+    assert second[1][0] == "assistant" and second[2][0] == "user"
+    heard = normalize_words(second[1][1])
+    story = normalize_words(STORY)
+    first_segment = normalize_words("Once upon a time,")
+    two_segments = normalize_words(
+        "Once upon a time, there was a small fishing village by the sea."
+    )
+    assert story[: len(heard)] == heard, "what was heard is the start of the reply"
+    assert len(first_segment) <= len(heard) <= len(two_segments), second[1][1]
