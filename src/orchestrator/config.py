@@ -11,7 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from voicefleet.asr.config import ASRConfig
 from voicefleet.fleet.config import RouterConfig
+from voicefleet.fleet.speech import SpeakerSettings
 from voicefleet.orchestrator.responder import ResponderConfig
+from voicefleet.orchestrator.turn_state import TurnRules
 from voicefleet.orchestrator.vad import VadConfig
 from voicefleet.settings import load_config
 
@@ -52,6 +54,25 @@ class PipelineConfig(_Section):
     idle_timeout_s: float = Field(300.0, gt=0)
     max_duration_s: float = Field(3600.0, gt=0)
     max_turns: int = Field(0, ge=0, description="0: unlimited")
+
+    def turn_rules(self) -> TurnRules:
+        """The turn decisions' settings."""
+        return TurnRules(
+            speculative=self.speculative,
+            onset_ms=self.vad.start_ms,
+            barge_in_min_speech_ms=self.barge_in_min_speech_ms,
+            false_alarm_ms=self.barge_in_false_alarm_ms,
+            idle_timeout_s=self.idle_timeout_s,
+            max_duration_s=self.max_duration_s,
+            max_turns=self.max_turns,
+        )
+
+    def speaker_settings(self) -> SpeakerSettings:
+        """The fleet client's deadlines."""
+        return SpeakerSettings(
+            first_frame_timeout_s=self.first_frame_timeout_s,
+            stall_timeout_s=self.stall_timeout_s,
+        )
 
 
 class LiveKitConfig(_Section):

@@ -17,12 +17,11 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
-import numpy as np
-
-from voicefleet.fleet.speaker import Speaker, SpeakerSettings
+from voicefleet.fleet.speaker import Speaker
 from voicefleet.orchestrator.audio_in import AudioIn
-from voicefleet.orchestrator.decisions import TurnCore, TurnRules
-from voicefleet.orchestrator.protocol import ErrorEvent, Hello, ProtocolError, TranscriptEvent
+from voicefleet.orchestrator.decisions import TurnCore
+from voicefleet.orchestrator.listening import Listening
+from voicefleet.orchestrator.protocol import ErrorEvent, Hello, ProtocolError
 from voicefleet.orchestrator.reply import Reply
 from voicefleet.orchestrator.responder import Responder
 from voicefleet.orchestrator.services import Services, SessionSink, TurnTiming
@@ -47,7 +46,6 @@ from voicefleet.orchestrator.turn_events import (
     TextInput,
     Tick,
     Transcribe,
-    Transcribed,
     TurnAction,
     TurnEvent,
 )
@@ -78,7 +76,7 @@ class TurnController:
         self.transport = transport
         self.closed = asyncio.Event()
         self.audio_in = AudioIn(hello.sample_rate, config.vad)
-        self.core = TurnCore(session_id, rules_from(config), time.perf_counter())
+        self.core = TurnCore(session_id, config.turn_rules(), time.perf_counter())
         self.speaker = Speaker(
             services.router,
             services.pool,
@@ -86,15 +84,15 @@ class TurnController:
             language=hello.language,
             model=hello.model,
             voice=hello.voice,
-            settings=speaker_settings(config),
+            settings=config.speaker_settings(),
         )
+        self.listening = Listening(self.audio_in, services, sink, self.post, lambda: self.core.turn)
         self.replies: dict[int, Reply] = {}
         self._urgent: collections.deque[TurnEvent] = collections.deque()
         self._queued: collections.deque[TurnEvent] = collections.deque()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timing = TurnTiming()
-        self._last_partial = 0.0
         self._loop: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
 
@@ -119,7 +117,7 @@ class TurnController:
             return
         for event in self.audio_in.push(pcm):
             self.post(event)
-        self._maybe_partial()
+        self.listening.maybe_partial(self.state, self.core.speculation is not None)
 
     async def push_text(self, text: str, mode: str) -> None:
         """Text instead of speech: a turn of its own (interrupting any reply)."""
@@ -188,7 +186,7 @@ class TurnController:
             ).inc()
             self.audio_in.set_state(action.state.value)
         elif isinstance(action, Transcribe):
-            self._spawn(self._transcribe(action.job, action.audio))
+            self._spawn(self.listening.transcribe(action.job, action.audio))
         elif isinstance(action, StartReply):
             self._start_reply(action)
         elif isinstance(action, CommitReply):
@@ -233,21 +231,6 @@ class TurnController:
         task = asyncio.ensure_future(step)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def _transcribe(self, job: int, audio: np.ndarray) -> None:
-        try:
-            text = await self._asr(audio)
-        except Exception as error:
-            self.services.metrics.errors.labels("asr").inc()
-            self.post(Transcribed(job, "", f"transcription failed: {error}"))
-            return
-        self.post(Transcribed(job, text))
-
-    async def _asr(self, audio: np.ndarray) -> str:
-        samples = audio.astype(np.float32) / 32768.0
-        transcript = await self.services.asr.transcribe(samples)
-        self.services.metrics.asr_seconds.observe(transcript.compute_ms / 1000)
-        return transcript.text.strip()
 
     def _start_reply(self, action: StartReply) -> None:
         texts: AsyncIterator[str] = (
@@ -308,33 +291,6 @@ class TurnController:
         elif action.name == "asr_ms":
             self._timing.asr_ms = action.value_ms
 
-    def _maybe_partial(self) -> None:
-        """A partial transcript while the person speaks, only when the ASR pool is idle, so a
-        partial never queues ahead of the turn's final transcription."""
-        interval = self.config.partial_interval_s
-        segmenter = self.audio_in.segmenter
-        if (
-            not interval
-            or self.state is not State.LISTENING
-            or not segmenter.in_speech
-            or self.core.speculation is not None
-            or self.services.asr.in_flight
-            or segmenter.voiced_s < interval
-            or time.monotonic() - self._last_partial < interval
-        ):
-            return
-        self._last_partial = time.monotonic()
-        self._spawn(self._partial(segmenter.utterance_audio(), self.core.turn + 1))
-
-    async def _partial(self, audio: np.ndarray, turn: int) -> None:
-        try:
-            text = await self._asr(audio)
-        except Exception:
-            return  # a failed partial is not worth an error; the final will say
-        # Stale when the turn's final has gone out meanwhile.
-        if text and self.core.turn < turn and not self.closed.is_set():
-            await self.sink.send_event(TranscriptEvent(text=text, final=False, turn=turn))
-
     async def _shut(self, reason: str) -> None:
         """Release everything; the worker sessions and the responder close in the background."""
         if self.closed.is_set():
@@ -342,6 +298,7 @@ class TurnController:
         self.closed.set()
         for reply in self.replies.values():
             reply.cancel()
+        self.listening.close()
         for task in (self._ticker, *self._tasks):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
@@ -364,27 +321,6 @@ def _release(step: Any) -> None:
     task = asyncio.ensure_future(step)
     _releasing.add(task)
     task.add_done_callback(_releasing.discard)
-
-
-def rules_from(config: Any) -> TurnRules:
-    """The decision core's settings from the pipeline config."""
-    return TurnRules(
-        speculative=config.speculative,
-        onset_ms=config.vad.start_ms,
-        barge_in_min_speech_ms=config.barge_in_min_speech_ms,
-        false_alarm_ms=config.barge_in_false_alarm_ms,
-        idle_timeout_s=config.idle_timeout_s,
-        max_duration_s=config.max_duration_s,
-        max_turns=config.max_turns,
-    )
-
-
-def speaker_settings(config: Any) -> SpeakerSettings:
-    """The fleet client's deadlines from the pipeline config."""
-    return SpeakerSettings(
-        first_frame_timeout_s=config.first_frame_timeout_s,
-        stall_timeout_s=config.stall_timeout_s,
-    )
 
 
 async def _once(text: str) -> AsyncGenerator[str, None]:

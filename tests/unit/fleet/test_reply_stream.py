@@ -15,7 +15,7 @@ import pytest
 from voicefleet.fleet.errors import NoWorkerAvailable
 from voicefleet.fleet.speaker import ReplyStream, Speaker, SpeakerSettings, SpeechFrame
 from voicefleet.rpc.generated import tts_pb2
-from voicefleet.rpc.tts_client import PAUSE, RESUME, STOP
+from voicefleet.rpc.tts_client import PAUSE
 from voicefleet.tts.segmenter import TextSegmenter
 
 TEXT = "Hello there, this is one. This is two. This is three. And this is four."

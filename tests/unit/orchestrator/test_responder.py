@@ -179,9 +179,7 @@ async def test_no_key_env_means_no_authorization_and_no_temperature(
     assert "temperature" not in server.bodies[0]
 
 
-async def test_cancel_hangs_up(
-    server: FakeOpenAI, responder: OpenAIResponder
-) -> None:
+async def test_cancel_hangs_up(server: FakeOpenAI, responder: OpenAIResponder) -> None:
     server.deltas = [f"word{i} " for i in range(40)]
     server.delay_s = 0.03
     received: list[str] = []

@@ -1,0 +1,94 @@
+"""Listening: the session's transcription jobs and its partial transcripts.
+
+A job's result goes back to the turn controller as a `Transcribed` event. Partial transcripts
+are a courtesy: sent only while the ASR pool is idle, so a partial never queues ahead of the
+turn's final transcription, and dropped when the turn's final has gone out meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from voicefleet.orchestrator.audio_in import AudioIn
+from voicefleet.orchestrator.protocol import TranscriptEvent
+from voicefleet.orchestrator.services import Services, SessionSink
+from voicefleet.orchestrator.session import State
+from voicefleet.orchestrator.turn_events import Transcribed, TurnEvent
+
+
+class Listening:
+    """ASR for one session."""
+
+    def __init__(
+        self,
+        audio_in: AudioIn,
+        services: Services,
+        sink: SessionSink,
+        post: Callable[[TurnEvent], None],
+        turn: Callable[[], int],
+    ) -> None:
+        self.audio_in = audio_in
+        self.services = services
+        self.config = services.config
+        self.sink = sink
+        self.post = post
+        self.turn = turn  # the last turn whose final transcript went out
+        self._last_partial = 0.0
+        self._partials: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    async def transcribe(self, job: int, audio: np.ndarray) -> None:
+        """Run one job; its text (or failure) comes back as Transcribed(job)."""
+        try:
+            text = await self._asr(audio)
+        except Exception as error:
+            self.services.metrics.errors.labels("asr").inc()
+            self.post(Transcribed(job, "", f"transcription failed: {error}"))
+            return
+        self.post(Transcribed(job, text))
+
+    async def _asr(self, audio: np.ndarray) -> str:
+        samples = audio.astype(np.float32) / 32768.0
+        transcript = await self.services.asr.transcribe(samples)
+        self.services.metrics.asr_seconds.observe(transcript.compute_ms / 1000)
+        return transcript.text.strip()
+
+    def maybe_partial(self, state: State, speculating: bool) -> None:
+        """Start a partial transcript if one is due and the ASR pool is idle."""
+        interval = self.config.partial_interval_s
+        segmenter = self.audio_in.segmenter
+        if (
+            not interval
+            or self._closed
+            or state is not State.LISTENING
+            or not segmenter.in_speech
+            or speculating
+            or self.services.asr.in_flight
+            or segmenter.voiced_s < interval
+            or time.monotonic() - self._last_partial < interval
+        ):
+            return
+        self._last_partial = time.monotonic()
+        task = asyncio.create_task(self._partial(segmenter.utterance_audio(), self.turn() + 1))
+        self._partials.add(task)
+        task.add_done_callback(self._partials.discard)
+
+    async def _partial(self, audio: np.ndarray, turn: int) -> None:
+        try:
+            text = await self._asr(audio)
+        except Exception:
+            return  # a failed partial is not worth an error; the final will say
+        # Stale when the turn's final has gone out meanwhile.
+        if text and self.turn() < turn and not self._closed:
+            await self.sink.send_event(TranscriptEvent(text=text, final=False, turn=turn))
+
+    def close(self) -> None:
+        """No more partials."""
+        self._closed = True
+        for task in self._partials:
+            task.cancel()
