@@ -88,6 +88,16 @@ class WorkerProcess(_ServiceProcess):
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
 
+    def freeze(self) -> None:
+        """SIGSTOP: hung, not dead (its sockets stay open, nothing answers)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT after freeze()."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         """SIGKILL: no chance to deregister."""
         assert self.proc is not None

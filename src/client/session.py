@@ -18,6 +18,7 @@ from voicefleet.orchestrator.protocol import (
     Bye,
     ErrorEvent,
     Hello,
+    Interrupt,
     ProtocolError,
     Ready,
     ServerMessage,
@@ -137,6 +138,10 @@ class ClientSession:
     async def send_text(self, text: str, mode: Literal["answer", "say"] = "answer") -> None:
         """Send a `text` message."""
         await self._send(to_json(SpeakText(text=text, mode=mode)))
+
+    async def interrupt(self) -> None:
+        """Ask the agent to stop talking."""
+        await self._send(to_json(Interrupt()))
 
     async def wait_reply(self, within_s: float, settle_s: float = REPLY_SETTLE_S) -> bool:
         """Wait until a reply to the input has ended and no audio followed for `settle_s`."""

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable
@@ -26,6 +25,7 @@ from voicefleet.rpc.tts_client import TTSClient
 
 __all__ = ["ReplyStream", "Speaker", "SpeakerSettings", "SpeechFailed", "SpeechFrame"]
 log = logging.getLogger(__name__)
+_END_RETRIES_S = (0.0, 2.0, 4.0, 8.0, 16.0)
 
 
 class Speaker:
@@ -104,12 +104,24 @@ class Speaker:
         if self._sessions.get(worker.address) == worker.session:
             del self._sessions[worker.address]
         if end:
-            self._spawn(self._end(worker.client, worker.session))
+            self._spawn(self._end_eventually(worker.client, worker.session))
 
-    async def _end(self, client: TTSClient, session: str) -> None:
-        with contextlib.suppress(Exception):
+    async def _end(self, client: TTSClient, session: str) -> bool:
+        """EndSession once; True when the worker no longer holds the session."""
+        try:
             async with asyncio.timeout(self.settings.end_timeout_s):
                 await client.end_session(session)
+        except Exception as error:
+            return classify(error, session_known=True) is Fault.SESSION_GONE
+        return True
+
+    async def _end_eventually(self, client: TTSClient, session: str) -> None:
+        """A worker that failed may be back later (a stall, a partition): keep trying for a
+        while, so its slot and model reference do not wait for its idle reaper."""
+        for delay in _END_RETRIES_S:
+            await asyncio.sleep(delay)
+            if await self._end(client, session):
+                return
 
     def _spawn(self, step: Awaitable[None]) -> None:
         task = asyncio.ensure_future(step)
