@@ -70,10 +70,7 @@ class FleetView:
     async def close(self) -> None:
         """Stop the loops and the connection."""
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task)
         await self._redis.aclose()
 
     @property
@@ -179,3 +176,14 @@ class FleetView:
     @property
     def _backoff_s(self) -> float:
         return min(_BACKOFF_S, self.config.refresh_s)
+
+
+async def stop_task(task: asyncio.Task[None], retry_s: float = 0.2) -> None:
+    """Cancel `task` and wait until it has ended, cancelling again while it runs on: in Python
+    3.11 a cancellation that races with an inner `asyncio.wait_for` finishing is lost (redis-py
+    awaits one in every command), and the subscription would then block on its read forever."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=retry_s)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

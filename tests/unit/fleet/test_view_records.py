@@ -213,3 +213,19 @@ async def test_an_unreachable_registry_is_degraded_not_fatal(keys: RegistryKeys)
     finally:
         await view.close()
     assert not view.running
+
+
+async def test_stop_task_cancels_again_when_a_cancellation_is_lost() -> None:
+    swallowed = asyncio.Event()
+
+    async def loses_the_first_cancel() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            swallowed.set()  # what Python 3.11's wait_for does when its inner future finished
+        await asyncio.sleep(3600)
+
+    task = asyncio.create_task(loses_the_first_cancel())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(view_module.stop_task(task, retry_s=0.05), 2)
+    assert swallowed.is_set() and task.cancelled()
