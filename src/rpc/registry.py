@@ -8,10 +8,12 @@ Keys (prefix configurable, default ``voicefleet``):
 - ``{prefix}:fleet``: a pub/sub channel carrying FleetEvent JSON (join / leave).
 
 Writers write exactly the schema below (the models forbid unknown fields). Readers
-(`read_fleet_report`, `read_fleet`) validate each record on its own, so one bad record never
-hides the others and never raises: it is returned as a `SkippedRecord` with a `SkipReason`
-(not JSON, not an object, a missing field or a wrong type, a name that does not match its key,
-a schema version this reader does not support). Types are checked strictly (no "3" for 3).
+(`read_fleet_report`, and `read_fleet` for the good records only) validate each record on its
+own, so a bad record never hides the others and never raises (Redis errors still do): it is
+returned as a `SkippedRecord` with a `SkipReason`: not JSON (`not_json`), not an object
+(`not_object`), a missing field, a wrong type or an index name that is not UTF-8 (`invalid`),
+a name that does not match its key (`name_mismatch`), a schema version this reader does not
+support (`schema_newer`, `schema_old`). Types are checked strictly (no "3" for 3).
 
 Schema versions: `schema_version` is one integer that changes only on a breaking change (a
 field removed, renamed, retyped or made required). Adding an optional field keeps the version,
