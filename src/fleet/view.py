@@ -79,7 +79,7 @@ class FleetView:
         return bool(self._tasks) and not any(task.done() for task in self._tasks)
 
     def state(self) -> str:
-        """ "ok", or "degraded: <why>" when the fleet may be out of date."""
+        """The registry's state: "ok", or "degraded: <why>" when the fleet may be out of date."""
         if self.degraded:
             return f"degraded: using the last-known fleet ({self.last_error})"
         if not self.last_refresh:
