@@ -2,6 +2,14 @@
 
 The view refreshes on every join/leave announcement and on a timer. If Redis stops answering,
 routing goes on with the last-known fleet and `degraded` says so (readiness reports it).
+
+Nothing but cancellation stops the refresh and subscription loops:
+- a bad record (see voicefleet.rpc.registry) is skipped: it is listed in `skipped` while it is
+  bad, counted in `skipped_total` by reason, and logged once when its name first turns up bad
+  (again only if its reason changes, or after it was fixed or deleted and turns bad again);
+  the other records are used as usual;
+- an unexpected error in a loop is logged with its traceback, the fleet is kept, `degraded`
+  is set, and the loop goes on after a short pause.
 """
 
 from __future__ import annotations
@@ -15,9 +23,19 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from voicefleet.fleet.config import RouterConfig
-from voicefleet.rpc.registry import RegistryKeys, WorkerRecord, read_fleet
+from voicefleet.rpc.registry import (
+    FleetRead,
+    RegistryKeys,
+    SkippedRecord,
+    SkipReason,
+    WorkerRecord,
+    read_fleet_report,
+)
 
 log = logging.getLogger(__name__)
+
+_BACKOFF_S = 0.5  # the most a loop waits after an unexpected error (less when refresh_s is)
+_SOCKET_TIMEOUT_S = 1.0
 
 
 class FleetView:
@@ -27,66 +45,145 @@ class FleetView:
         self.config = config
         self.keys = RegistryKeys(config.key_prefix)
         self.workers: dict[str, WorkerRecord] = {}
+        # The records skipped by the last successful read, by worker name.
+        self.skipped: dict[str, SkippedRecord] = {}
+        # Records that turned bad (a new name, or a new reason for a name), by reason.
+        self.skipped_total: dict[str, int] = {reason.value: 0 for reason in SkipReason}
         self.degraded = False
-        self.last_refresh = 0.0
+        self.last_error = ""  # why the last refresh failed ("" once one succeeds)
+        self.last_refresh = 0.0  # time.monotonic() of the last successful refresh; 0: never
+        self.last_refresh_at = 0.0  # the same moment as time.time()
         self._redis = Redis.from_url(
-            config.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0
+            config.redis_url,
+            socket_timeout=_SOCKET_TIMEOUT_S,
+            socket_connect_timeout=_SOCKET_TIMEOUT_S,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
+        self._reading = asyncio.Lock()
 
     async def start(self) -> None:
         """First read (errors tolerated), then the refresh and subscription loops."""
-        await self.refresh()
+        await self._refresh_guarded()
         self._tasks = [asyncio.create_task(self._poll()), asyncio.create_task(self._listen())]
 
     async def close(self) -> None:
         """Stop the loops and the connection."""
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task)
         await self._redis.aclose()
+
+    @property
+    def running(self) -> bool:
+        """Whether both background loops are alive (False before start and after close)."""
+        return bool(self._tasks) and not any(task.done() for task in self._tasks)
+
+    def state(self) -> str:
+        """The registry's state: "ok", or "degraded: <why>" when the fleet may be out of date."""
+        if self.degraded:
+            return f"degraded: using the last-known fleet ({self.last_error})"
+        if not self.last_refresh:
+            return "degraded: the registry has not been read yet"
+        if self._tasks and not self.running:
+            return "degraded: the registry loops stopped; using the last-known fleet"
+        age = time.monotonic() - self.last_refresh
+        if self._tasks and age > 3 * self.config.refresh_s + 2 * _SOCKET_TIMEOUT_S:
+            return f"degraded: no successful registry read for {age:.1f} s"
+        return "ok"
 
     async def refresh(self) -> bool:
         """Re-read the fleet; on a Redis error keep the last-known fleet and mark degraded."""
-        try:
-            records = await read_fleet(self._redis, self.keys)
-        except (RedisError, OSError) as error:
-            if not self.degraded:
-                log.warning(
-                    "registry unreachable (%s); routing with the last-known fleet of %d worker(s)",
-                    error,
-                    len(self.workers),
-                )
-            self.degraded = True
-            return False
-        if self.degraded:
-            log.info("registry reachable again: %d worker(s)", len(records))
-        self.degraded = False
-        self.workers = {record.name: record for record in records}
-        self.last_refresh = time.monotonic()
-        self._changed.set()
+        async with self._reading:  # one read at a time, so an older one never lands last
+            try:
+                read = await read_fleet_report(self._redis, self.keys)
+            except (RedisError, OSError) as error:
+                self._failed(f"registry unreachable: {error}")
+                return False
+            self._apply(read)
         return True
+
+    def _apply(self, read: FleetRead) -> None:
+        if self.degraded:
+            log.info("registry read again: %d worker(s)", len(read.records))
+        self.degraded = False
+        self.last_error = ""
+        self.workers = {record.name: record for record in read.records}
+        self._note_skipped(read.skipped)
+        self.last_refresh = time.monotonic()
+        self.last_refresh_at = time.time()
+        self._changed.set()
 
     async def wait_changed(self) -> None:
         """Wait until the next successful refresh."""
         self._changed.clear()
         await self._changed.wait()
 
+    def _failed(self, why: str) -> None:
+        if not self.degraded:
+            log.warning(
+                "%s; routing with the last-known fleet of %d worker(s)", why, len(self.workers)
+            )
+        self.degraded = True
+        self.last_error = why
+
+    def _note_skipped(self, skipped: list[SkippedRecord]) -> None:
+        current = {entry.name: entry for entry in skipped}
+        for name, entry in current.items():
+            previous = self.skipped.get(name)
+            if previous is not None and previous.reason == entry.reason:
+                continue
+            self.skipped_total[entry.reason.value] += 1
+            log.warning(
+                "skipping the registry record %s (%s): %s; the rest of the fleet is used",
+                self.keys.worker(name),
+                entry.reason.value,
+                entry.detail,
+            )
+        for name in self.skipped.keys() - current.keys():
+            log.info("the registry record %s is no longer skipped", self.keys.worker(name))
+        self.skipped = current
+
+    async def _refresh_guarded(self) -> bool:
+        """refresh(), with any unexpected error logged (with its traceback), never raised."""
+        try:
+            return await self.refresh()
+        except Exception as error:  # a bug must not stop routing: keep the last-known fleet
+            log.exception("unexpected error reading the registry; keeping the last-known fleet")
+            self._failed(f"unexpected error: {type(error).__name__}: {error}")
+            await asyncio.sleep(self._backoff_s)
+            return False
+
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self.config.refresh_s)
-            await self.refresh()
+            await self._refresh_guarded()
 
     async def _listen(self) -> None:
         while True:
             try:
-                pubsub = self._redis.pubsub()
-                await pubsub.subscribe(self.keys.channel)
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        await self.refresh()
+                async with self._redis.pubsub() as pubsub:
+                    await pubsub.subscribe(self.keys.channel)
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            await self._refresh_guarded()
             except (RedisError, OSError):
                 await asyncio.sleep(self.config.refresh_s)
+                continue
+            except Exception:
+                log.exception("unexpected error in the registry subscription; resubscribing")
+            await asyncio.sleep(self._backoff_s)
+
+    @property
+    def _backoff_s(self) -> float:
+        return min(_BACKOFF_S, self.config.refresh_s)
+
+
+async def stop_task(task: asyncio.Task[None], retry_s: float = 0.2) -> None:
+    """Cancel `task` and wait until it has ended, cancelling again while it runs on: in Python
+    3.11 a cancellation that races with an inner `asyncio.wait_for` finishing is lost (redis-py
+    awaits one in every command), and the subscription would then block on its read forever."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=retry_s)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +40,8 @@ class Orchestrator:
     app: web.Application
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
-        """Ready when the ASR model is loaded and at least one worker is routable."""
+        """Ready when the ASR model is loaded and at least one worker is routable; the registry's
+        state (ok or why not), its last successful read and its skipped records are reported."""
         checks: dict[str, object] = {"asr": self.services.asr.ready}
         try:
             workers = self.services.router.candidates()
@@ -47,7 +49,16 @@ class Orchestrator:
         except NoWorkerAvailable as error:
             checks["workers"] = []
             checks["workers_error"] = str(error)
-        checks["registry"] = "degraded: using the last-known fleet" if self.fleet.degraded else "ok"
+        fleet = self.fleet
+        checks["registry"] = fleet.state()
+        checks["registry_read_s_ago"] = (
+            round(time.monotonic() - fleet.last_refresh, 3) if fleet.last_refresh else None
+        )
+        checks["registry_read_at"] = fleet.last_refresh_at or None
+        checks["registry_skipped"] = [
+            {"name": entry.name, "reason": entry.reason.value, "detail": entry.detail}
+            for entry in fleet.skipped.values()
+        ]
         checks["sessions"] = len(self.transport.sessions)
         ready = bool(checks["asr"]) and bool(checks["workers"])
         return ready, checks
@@ -107,6 +118,7 @@ def build(config: OrchestratorConfig) -> Orchestrator:
         return web.json_response({"ready": ready, **checks}, status=200 if ready else 503)
 
     async def metrics(_request: web.Request) -> web.Response:
+        services.metrics.sync_registry_skipped(fleet.skipped_total)
         body = generate_latest(services.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

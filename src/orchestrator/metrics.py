@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
@@ -62,3 +64,17 @@ class OrchestratorMetrics:
             ["decision"],
             registry=r,
         )
+        self.registry_skipped = Counter(
+            "voicefleet_registry_records_skipped",
+            "Registry records that turned bad and are skipped (FleetView.skipped_total)",
+            ["reason"],
+            registry=r,
+        )
+        self._registry_skipped_seen: dict[str, int] = {}
+
+    def sync_registry_skipped(self, totals: Mapping[str, int]) -> None:
+        """Bring the skipped-records counter up to the fleet view's own counts."""
+        for reason, total in totals.items():
+            seen = self._registry_skipped_seen.get(reason, 0)
+            self.registry_skipped.labels(reason=reason).inc(max(0, total - seen))
+            self._registry_skipped_seen[reason] = max(seen, total)
