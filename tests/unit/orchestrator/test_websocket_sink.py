@@ -11,7 +11,7 @@ import time
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from voicefleet.orchestrator.transports.websocket import WebSocketSink
+from voicefleet.orchestrator.transports.websocket_sink import WebSocketSink
 
 FRAME = bytes(1920)
 SEND_TIMEOUT_S = 0.5
