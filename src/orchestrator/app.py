@@ -1,10 +1,11 @@
-"""`voicefleet orchestrator`: HTTP (/healthz, /readyz, /metrics), WebSocket (/ws), the shared
-services (ASR model, fleet view, worker channels), and clean shutdown."""
+"""`voicefleet orchestrator`: HTTP (/healthz, /readyz, /metrics, /token), WebSocket (/ws), the
+shared services (ASR model, fleet view, worker channels), access control, and clean shutdown."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -18,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from voicefleet.asr.service import ASRService
 from voicefleet.fleet import FleetView, NoWorkerAvailable, Router
 from voicefleet.fleet.pool import WorkerPool
+from voicefleet.orchestrator.access import AccessToken, access_middleware
 from voicefleet.orchestrator.config import OrchestratorConfig
 from voicefleet.orchestrator.metrics import OrchestratorMetrics
 from voicefleet.orchestrator.responder import Responder, create_responder
@@ -27,6 +29,11 @@ from voicefleet.orchestrator.transports.websocket import WebSocketTransport
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "client" / "web"
+# Routes open to anyone even when http.auth_token is set (by route path; /static is the prefix
+# of the page's files). Every other route, including any added later, needs the token; /ws may
+# present it in hello instead. /metrics joins the open ones unless http.metrics_auth.
+PUBLIC_ROUTES = frozenset({"/", "/static", "/healthz", "/readyz"})
+HELLO_AUTH_ROUTES = frozenset({"/ws"})
 
 
 @dataclass
@@ -60,6 +67,7 @@ class Orchestrator:
             for entry in fleet.skipped.values()
         ]
         checks["sessions"] = len(self.transport.sessions)
+        checks["connections"] = len(self.transport.connections)
         ready = bool(checks["asr"]) and bool(checks["workers"])
         return ready, checks
 
@@ -100,14 +108,14 @@ def build(config: OrchestratorConfig) -> Orchestrator:
     def new_responder() -> Responder:
         return create_responder(config.responder)
 
-    transport = WebSocketTransport(
-        services,
-        new_responder,
-        max_message_bytes=config.http.max_message_bytes,
-        max_sessions=config.http.max_sessions,
-        auth_token=config.http.auth_token,
+    secret = config.http.access_token()
+    access = AccessToken(secret) if secret else None
+    transport = WebSocketTransport(services, new_responder, config.http, access)
+    public = PUBLIC_ROUTES if config.http.metrics_auth else PUBLIC_ROUTES | {"/metrics"}
+    app = web.Application(
+        middlewares=[access_middleware(access, public=public, deferred=HELLO_AUTH_ROUTES)]
     )
-    app = web.Application()
+    app.on_shutdown.append(transport.shutdown)
     orchestrator = Orchestrator(config, services, fleet, transport, app)
 
     async def healthz(_request: web.Request) -> web.Response:
@@ -145,6 +153,7 @@ async def start(orchestrator: Orchestrator) -> web.AppRunner:
     config = orchestrator.config
     await orchestrator.services.asr.start()
     await orchestrator.fleet.start()
+    _warn_if_open(config)
     runner = web.AppRunner(orchestrator.app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.http.host, config.http.port)
@@ -159,11 +168,29 @@ async def start(orchestrator: Orchestrator) -> web.AppRunner:
     return runner
 
 
+def _warn_if_open(config: OrchestratorConfig) -> None:
+    if config.http.access_token() is not None:
+        return
+    if not _is_loopback(config.http.host):
+        log.warning(
+            "no http.auth_token: anyone who reaches %s:%d can open sessions on /ws",
+            config.http.host,
+            config.http.port,
+        )
+    if config.transport.livekit.credentials() is not None:
+        log.warning("no http.auth_token: /token mints LiveKit room tokens for anyone")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 async def stop(orchestrator: Orchestrator, runner: web.AppRunner) -> None:
-    """Close sessions, the listener, the fleet view, channels and the ASR pool."""
-    for session in list(orchestrator.transport.sessions.values()):
-        with contextlib.suppress(Exception):
-            await session.close("shutdown")
+    """Stop listening, end every WebSocket session (error `shutdown`, worker sessions ended;
+    the transport's on_shutdown hook), then close the fleet view, channels and the ASR pool."""
     await runner.cleanup()
     await orchestrator.fleet.close()
     await orchestrator.services.pool.close()

@@ -3,11 +3,21 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from voicefleet.asr.config import ASRConfig
 from voicefleet.fleet.config import RouterConfig
@@ -18,6 +28,9 @@ from voicefleet.orchestrator.vad import VadConfig
 from voicefleet.settings import load_config
 
 ENV_PREFIX = "VOICEFLEET_ORCHESTRATOR"
+# Read verbatim: the generic override parses values as YAML, which would turn a token such as
+# "12345" into a number, or "null" into no token at all.
+TOKEN_ENV = f"{ENV_PREFIX}__HTTP__AUTH_TOKEN"
 
 
 class _Section(BaseModel):
@@ -25,13 +38,94 @@ class _Section(BaseModel):
 
 
 class HttpConfig(_Section):
-    """The HTTP + WebSocket listener."""
+    """The HTTP + WebSocket listener: who gets in, and the limits on what they send."""
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
-    max_message_bytes: int = Field(256 * 1024, ge=1024, description="largest WebSocket message")
-    auth_token: str | None = Field(None, description="when set, hello.token must match")
-    max_sessions: int = Field(32, ge=1)
+    auth_token: SecretStr | None = Field(
+        None,
+        description="when set: required on /ws (hello.token or Authorization: Bearer), /token "
+        "and every other route but /, /static/, /healthz, /readyz (and /metrics)",
+    )
+    auth_token_file: Path | None = Field(None, description="a file holding the token instead")
+    metrics_auth: bool = Field(False, description="/metrics needs the token too")
+    max_sessions: int = Field(32, ge=1, description="WebSocket connections, counted from upgrade")
+    hello_timeout_s: float = Field(5.0, gt=0, description="hello must arrive this soon")
+    connections_per_ip_per_minute: int = Field(
+        60, ge=0, description="WebSocket upgrades per client address (token bucket); 0: off"
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses/networks whose X-Forwarded-For names the client (e.g. Caddy)",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="browser origins allowed on /ws besides the request's own host; * for any",
+    )
+    max_message_bytes: int = Field(
+        256 * 1024, ge=1024, description="larger messages get message_too_large"
+    )
+    message_cap_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="larger messages close the socket (1009)"
+    )
+    max_text_chars: int = Field(2000, ge=1, description="characters per text message")
+    max_session_text_chars: int = Field(
+        50_000, ge=1, description="characters of text messages per session"
+    )
+    _token: str | None = PrivateAttr(None)
+
+    @field_validator("auth_token", mode="before")
+    @classmethod
+    def _blank_token_is_none(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if not isinstance(value, str | SecretStr):
+            # YAML turned it into a number or a boolean: quote it in the file.
+            raise ValueError("must be a string (quote it in YAML)")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address or network: {item!r}") from None
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if item in ("*", "null"):
+                continue
+            parts = urlsplit(item)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path:
+                raise ValueError(f"an origin is scheme://host[:port] (or *), not {item!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _resolve(self) -> HttpConfig:
+        if self.message_cap_bytes < self.max_message_bytes:
+            raise ValueError("message_cap_bytes must be at least max_message_bytes")
+        if self.auth_token is not None and self.auth_token_file is not None:
+            raise ValueError("set auth_token or auth_token_file, not both")
+        if self.auth_token_file is not None:
+            try:
+                secret = self.auth_token_file.read_text(encoding="utf-8").strip()
+            except OSError as error:
+                raise ValueError(f"auth_token_file: cannot read it: {error.strerror}") from None
+            if not secret:
+                raise ValueError(f"auth_token_file: {self.auth_token_file} is empty")
+            self._token = secret
+        elif self.auth_token is not None:
+            self._token = self.auth_token.get_secret_value()
+        return self
+
+    def access_token(self) -> str | None:
+        """The token every protected route needs (from auth_token or auth_token_file)."""
+        return self._token
 
 
 class PipelineConfig(_Section):
@@ -122,4 +216,6 @@ def load_orchestrator_config(
         router = dict(merged.get("router", {}))
         router.setdefault("redis_url", os.environ["REDIS_URL"])
         merged["router"] = router
+    if os.environ.get(TOKEN_ENV, "").strip():
+        merged["http"] = {"auth_token": os.environ[TOKEN_ENV], **merged.get("http", {})}
     return load_config(OrchestratorConfig, path, env_prefix=ENV_PREFIX, overrides=merged)

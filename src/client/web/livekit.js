@@ -2,7 +2,8 @@
 //
 // It has the transport shape documented in websocket.js, so app.js drives it the same way:
 //
-//   the orchestrator's GET /token?room=R&identity=I  ->  { token, url }  (the LiveKit server)
+//   the orchestrator's GET /token?room=R&identity=I  ->  { token, url }  (the LiveKit server;
+//                      with Authorization: Bearer <the Token setting> when one is given)
 //   microphone  ->  published to the room as a WebRTC track (sendAudio has nothing to do)
 //   agent voice <-  the agent's 48 kHz track, played by one <audio> element (onAudio is unused)
 //   events      <-  JSON data messages on topic "voicefleet.events", the /ws protocol's events
@@ -41,7 +42,9 @@ export class LiveKitTransport {
   /** livekit-client's version once its bundle has loaded; null before. */
   static sdkVersion = null;
 
-  constructor({ room, identity, microphone, onEvent, onClose }) {
+  constructor({ hello, room, identity, microphone, onEvent, onClose }) {
+    // The orchestrator's access token (the page's Token setting): /token asks for it.
+    this.accessToken = hello?.token ?? "";
     this.roomName = room;
     this.identity = identity;
     this.microphone = microphone ?? null;
@@ -82,7 +85,8 @@ export class LiveKitTransport {
     const query = new URLSearchParams({ room: this.roomName, identity: this.identity });
     let response;
     try {
-      response = await fetch(`${TOKEN_PATH}?${query}`, { cache: "no-store" });
+      const headers = this.accessToken ? { Authorization: `Bearer ${this.accessToken}` } : {};
+      response = await fetch(`${TOKEN_PATH}?${query}`, { cache: "no-store", headers });
     } catch (error) {
       throw this.fail("livekit_token", `could not reach ${TOKEN_PATH}: ${error.message}`);
     }

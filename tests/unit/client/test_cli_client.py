@@ -217,6 +217,18 @@ async def test_text_is_sent_with_its_mode(
     assert "[you…]" not in printed and "[state]" not in printed, "--quiet hides partials"
 
 
+async def test_the_token_comes_from_voicefleet_token_unless_given(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = await start_server()
+    monkeypatch.setenv("VOICEFLEET_TOKEN", "from-the-environment")
+
+    assert await run_cli("--url", server.url, "--text", "hi", "--quiet") == 0
+    assert await run_cli("--url", server.url, "--text", "hi", "--quiet", "--token", "flag") == 0
+
+    assert [hello.token for hello in server.hellos] == ["from-the-environment", "flag"]
+
+
 async def test_waits_for_a_second_reply_that_follows_quickly(
     start_server: StartServer, tmp_path: Path
 ) -> None:
