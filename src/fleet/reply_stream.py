@@ -50,6 +50,9 @@ class Workers(Protocol):
     def failed(self, worker: WorkerSession, reason: str, segment: int) -> None:
         """The worker failed mid-reply: cool it down."""
 
+    def observed(self, worker: WorkerSession, first_audio_ms: float) -> None:
+        """The worker's first frame came this long after its first text."""
+
 
 class ReplyStream:
     """Speaks one reply's text through the fleet: the one owner of its worker stream."""
@@ -284,6 +287,10 @@ class ReplyStream:
                 await reader
 
     def _deliver(self, frame: SpeechFrame) -> None:
+        attempt = self._current
+        if attempt is not None and attempt.received == 1 and attempt.text_sent_at is not None:
+            waited_ms = (time.monotonic() - attempt.text_sent_at) * 1000
+            self.speaker.observed(attempt.worker, waited_ms)
         self._frames.append(frame)
         self._wake_frames.set()
 

@@ -1,16 +1,24 @@
 """Choosing a worker: language and capabilities, then model availability, preferring a worker
 with the model resident, then the least loaded, then the best median first-audio latency.
 Workers that just failed are skipped for a cool-down.
+
+First-audio latency is what this client observed (text sent -> first frame back, network
+included) over the last few replies on each worker, when it has any; else the worker's own
+median from its record, which cannot see a slow or lossy link between the two.
 """
 
 from __future__ import annotations
 
+import collections
+import statistics
 import time
 from collections.abc import Iterable
 
 from voicefleet.fleet.errors import NoWorkerAvailable
 from voicefleet.fleet.view import FleetView
 from voicefleet.rpc.registry import WorkerRecord, speaks
+
+_OBSERVED = 20  # replies remembered per worker
 
 
 class Router:
@@ -20,6 +28,18 @@ class Router:
         self.fleet = fleet
         self._failed: dict[str, float] = {}
         self._placed: dict[str, list[float]] = {}
+        self._observed: dict[str, collections.deque[float]] = {}
+
+    def observe(self, name: str, first_audio_ms: float) -> None:
+        """A reply's first frame from this worker took `first_audio_ms` (as seen here)."""
+        self._observed.setdefault(name, collections.deque(maxlen=_OBSERVED)).append(first_audio_ms)
+
+    def first_audio_ms(self, worker: WorkerRecord) -> float | None:
+        """The latency ranking uses: observed here when known, else the worker's own p50."""
+        observed = self._observed.get(worker.name)
+        if observed:
+            return statistics.median(observed)
+        return worker.load.first_audio_ms_p50
 
     def mark_failed(self, name: str) -> None:
         """Skip this worker for the configured cool-down."""
@@ -44,11 +64,20 @@ class Router:
             raise NoWorkerAvailable("no TTS worker is registered")
         now = time.monotonic()
         cooldown = self.fleet.config.failure_cooldown_s
-        skipped = set(exclude) | {n for n, at in self._failed.items() if now - at < cooldown}
-        usable = [w for w in workers if w.name not in skipped]
-        usable = [w for w in usable if speaks(w.capabilities.languages, language)]
+        cooling = {
+            n: cooldown - (now - at) for n, at in self._failed.items() if now - at < cooldown
+        }
+        speaking = [w for w in workers if speaks(w.capabilities.languages, language)]
+        if not speaking:
+            raise NoWorkerAvailable(f"no registered TTS worker speaks {language or 'any language'}")
+        usable = [w for w in speaking if w.name not in cooling and w.name not in set(exclude)]
         if not usable:
-            raise NoWorkerAvailable(f"no healthy TTS worker speaks {language or 'any language'}")
+            waits = [cooling[w.name] for w in speaking if w.name in cooling]
+            detail = f"; the first is back in {min(waits):.0f} s" if waits else ""
+            raise NoWorkerAvailable(
+                f"every TTS worker that speaks {language or 'any language'} failed just now "
+                f"({len(speaking)} registered{detail})"
+            )
         required = self.fleet.config.required_capabilities
         usable = [w for w in usable if all(getattr(w.capabilities, c, False) for c in required)]
         if model:
@@ -64,5 +93,6 @@ class Router:
         load = worker.load
         sessions = load.active_sessions + self._pending(worker)
         occupancy = sessions / load.max_sessions if load.max_sessions else float(sessions)
-        p50 = load.first_audio_ms_p50 if load.first_audio_ms_p50 is not None else 1e9
+        p50 = self.first_audio_ms(worker)
+        p50 = p50 if p50 is not None else 1e9
         return (wanted not in worker.resident_models, occupancy, load.queue_depth, p50, worker.name)

@@ -99,6 +99,10 @@ class Speaker:
         )
         self.router.mark_failed(worker.name)
 
+    def observed(self, worker: WorkerSession, first_audio_ms: float) -> None:
+        """Tell the router how fast this worker answered (network included)."""
+        self.router.observe(worker.name, first_audio_ms)
+
     def forget(self, worker: WorkerSession, *, end: bool) -> None:
         """Stop using a worker session; end it there in the background (bounded)."""
         if self._sessions.get(worker.address) == worker.session:

@@ -118,6 +118,7 @@ class FakeRouter:
     def __init__(self, workers: list[FakeWorker]) -> None:
         self.workers = workers
         self.failed: list[str] = []
+        self.observed: list[tuple[str, float]] = []
 
     def candidates(self, language: str = "", model: str = "", exclude: Any = ()) -> list[Any]:
         usable = [FakeRecord(w.name, w.address) for w in self.workers if w.name not in exclude]
@@ -130,6 +131,9 @@ class FakeRouter:
 
     def placed(self, name: str) -> None:
         pass
+
+    def observe(self, name: str, first_audio_ms: float) -> None:
+        self.observed.append((name, first_audio_ms))
 
 
 class FakePool:
@@ -199,6 +203,7 @@ async def test_failover_resends_from_the_incomplete_segment_and_nothing_is_heard
     assert frames[-1].final and stream.error is None
     assert router.failed == ["a"] and stream.failovers == 1
     assert stream.heard == TEXT
+    assert [name for name, _ in router.observed] == ["a", "b"], "first-frame latency per worker"
     await speaker.close()
 
 

@@ -75,3 +75,24 @@ def test_failed_workers_are_skipped_for_the_cooldown() -> None:
     assert names(router.candidates()) == ["b"]
     with pytest.raises(NoWorkerAvailable, match="no TTS worker is registered"):
         router_with().candidates()
+
+
+def test_a_cooldown_is_reported_as_one_not_as_a_language_problem() -> None:
+    router = router_with(record("a"), record("b"))
+    router.mark_failed("a")
+    router.mark_failed("b")
+    with pytest.raises(NoWorkerAvailable, match=r"failed just now \(2 registered; the first"):
+        router.candidates("en")
+    with pytest.raises(NoWorkerAvailable, match="no registered TTS worker speaks fr"):
+        router.candidates("fr")
+
+
+def test_latency_seen_by_this_client_outranks_the_workers_own_median() -> None:
+    # The record's p50 is measured inside the worker: it cannot see a slow link.
+    router = router_with(record("far", p50=60.0), record("near", p50=90.0))
+    assert names(router.candidates()) == ["far", "near"]
+    for _ in range(3):
+        router.observe("far", 420.0)
+        router.observe("near", 110.0)
+    assert names(router.candidates()) == ["near", "far"]
+    assert router.first_audio_ms(router.fleet.workers["far"]) == 420.0
