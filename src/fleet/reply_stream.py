@@ -47,7 +47,7 @@ class Workers(Protocol):
     def forget(self, worker: WorkerSession, *, end: bool) -> None:
         """Stop using a worker session (ending it there in the background if `end`)."""
 
-    def failed(self, worker: WorkerSession, reason: str, segment: int) -> None:
+    def failed(self, worker: WorkerSession) -> None:
         """The worker failed mid-reply: cool it down."""
 
     def observed(self, worker: WorkerSession, first_audio_ms: float) -> None:
@@ -57,8 +57,9 @@ class Workers(Protocol):
 class ReplyStream:
     """Speaks one reply's text through the fleet: the one owner of its worker stream."""
 
-    def __init__(self, speaker: Workers, texts: AsyncIterator[str]) -> None:
+    def __init__(self, speaker: Workers, texts: AsyncIterator[str], label: str = "") -> None:
         self.speaker = speaker
+        self.name = f"session {speaker.session_id}" + (f" {label}" if label else "")
         self.settings = speaker.settings
         self.text = ""
         self.input_ended = False
@@ -170,8 +171,8 @@ class ReplyStream:
                     await worker.client.control(worker.session, wanted)
             except Exception as error:  # a dead or hung worker: the stall watch fails it over
                 log.warning(
-                    "session %s: %s to %s failed: %s",
-                    self.speaker.session_id,
+                    "%s: %s to %s failed: %s",
+                    self.name,
                     tts_pb2.ControlCommand.Name(wanted),
                     worker.name,
                     describe(error),
@@ -256,7 +257,15 @@ class ReplyStream:
                     self.speaker.forget(worker, end=True)
                     if fault is Fault.WORKER:
                         self.failovers += 1
-                        self.speaker.failed(worker, describe(error), attempt.segment)
+                        self.speaker.failed(worker)
+                    log.warning(
+                        "%s: %s on worker %s (%s); re-routing from segment %d",
+                        self.name,
+                        "stall" if isinstance(error, TimeoutError) else f"{fault.value} fault",
+                        worker.name,
+                        describe(error),
+                        max(attempt.segment, 0),
+                    )
         finally:
             self._current = None
             self._finish()

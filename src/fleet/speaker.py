@@ -53,9 +53,10 @@ class Speaker:
         self._sessions: dict[str, str] = {}  # worker address -> worker session id
         self._background: set[asyncio.Task[Any]] = set()
 
-    def stream(self, texts: AsyncIterator[str]) -> ReplyStream:
-        """Start speaking a reply; its text arrives through `texts`."""
-        return ReplyStream(self, texts)
+    def stream(self, texts: AsyncIterator[str], label: str = "") -> ReplyStream:
+        """Start speaking a reply; its text arrives through `texts`; `label` (e.g. "turn 3")
+        names it in log lines."""
+        return ReplyStream(self, texts, label)
 
     async def open(self, exclude: set[str]) -> WorkerSession:
         """A worker session on the best worker not excluded (opened if needed)."""
@@ -88,15 +89,8 @@ class Speaker:
             return WorkerSession(record.name, record.address, client, session)
         raise NoWorkerAvailable(f"no TTS worker could open a session ({last_error})")
 
-    def failed(self, worker: WorkerSession, reason: str, segment: int) -> None:
+    def failed(self, worker: WorkerSession) -> None:
         """A worker failed mid-reply: cool it down."""
-        log.warning(
-            "session %s: worker %s failed mid-reply (%s); re-routing from segment %d",
-            self.session_id,
-            worker.name,
-            reason,
-            max(segment, 0),
-        )
         self.router.mark_failed(worker.name)
 
     def observed(self, worker: WorkerSession, first_audio_ms: float) -> None:

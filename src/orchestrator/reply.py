@@ -71,7 +71,7 @@ class Reply:
         self._held_since_frame = False
         if committed:
             self._committed.set()
-        self.stream: ReplyStream = speaker.stream(self._narrated())
+        self.stream: ReplyStream = speaker.stream(self._narrated(), f"turn {turn}")
         self._sender = asyncio.create_task(self._send())
 
     @property

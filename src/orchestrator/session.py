@@ -3,7 +3,8 @@
 - IDLE -> LISTENING: the client said hello.
 - LISTENING -> WAITING_FOR_INPUT: the person's turn is over (an utterance with words, or text).
 - WAITING_FOR_INPUT -> SPEAKING: the reply's first audio goes out.
-- WAITING_FOR_INPUT -> LISTENING: nothing to say (empty reply, error, superseded).
+- WAITING_FOR_INPUT -> LISTENING: nothing to say (empty reply, error), or the person spoke on
+  before the reply was heard (a barge-in before its first frame).
 - SPEAKING -> BARGED_IN: the person spoke over the agent; playback paused.
 - BARGED_IN -> SPEAKING: it was noise; playback resumes where it paused.
 - BARGED_IN -> LISTENING: a real interruption; the reply is dropped.
