@@ -226,7 +226,8 @@ class Worker:
                 await task
         if self.registrar is not None:
             await self.registrar.leave()
-        finished = await self._wait_for_streams(force)
+        running = len(self.sessions.streaming())
+        await self._wait_for_streams(force)
         cut = self.sessions.streaming()
         if cut:
             why = "a second signal" if force.is_set() else f"drain_s={self.config.drain_s:g} s"
@@ -239,26 +240,25 @@ class Worker:
                         "re-send the rest to another worker"
                     )
                 )
-        elif finished:
-            log.info("drain: every running stream finished")
+        elif running:
+            log.info("drain: the %d running stream(s) finished", running)
         for session in self.sessions.all():
             self.servicer.end_session(session)
         await self.server.stop(0 if force.is_set() else STOP_GRACE_S)
         self.executor.shutdown(wait=False, cancel_futures=True)
         log.info("worker %s stopped", self.config.name)
 
-    async def _wait_for_streams(self, force: asyncio.Event) -> bool:
-        """Wait until no stream runs, drain_s passes or `force` is set; True if none runs."""
+    async def _wait_for_streams(self, force: asyncio.Event) -> None:
+        """Wait until no stream runs, drain_s passes or `force` is set."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.drain_s
         while self.sessions.streaming() and not force.is_set():
             remaining = deadline - loop.time()
             if remaining <= 0:
-                return False
+                return
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(0.02, remaining)):
                     await force.wait()
-        return not self.sessions.streaming()
 
 
 async def serve(config: WorkerConfig) -> None:
