@@ -9,9 +9,11 @@ Tokens are compared in constant time and never logged.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,8 @@ HEADER = "authorization"
 MISSING = f"this worker requires a token: send gRPC metadata '{HEADER}: Bearer <token>'"
 MALFORMED = f"'{HEADER}' metadata must be 'Bearer <token>'"
 INVALID = "invalid token"
+# How long a refused client-streaming call may go on sending before it gets its status.
+REFUSAL_READ_S = 1.0
 
 _caller: ContextVar[str | None] = ContextVar("voicefleet_worker_caller", default=None)
 
@@ -128,17 +132,19 @@ def _refusal(handler: Handler, message: str) -> Handler:
         log.info("refused %s: %s", context.peer(), message)
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
-    async def refuse_stream(
-        request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[Any]:
-        # grpc.aio answers INTERNAL when a streaming handler that is not a generator aborts.
-        await refuse(request, context)
-        yield  # pragma: no cover (abort raised)
+    async def refuse_stream(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        # Let the client finish writing first (briefly): a grpc.aio client whose write fails
+        # because the call has ended reports INTERNAL, not our status (grpc/grpc#36066).
+        with contextlib.suppress(Exception):  # too slow or malformed: refused all the same
+            async with asyncio.timeout(REFUSAL_READ_S):
+                async for _ in requests:
+                    pass
+        await refuse(requests, context)
 
     shapes = {
         (False, False): (grpc.unary_unary_rpc_method_handler, refuse),
-        (False, True): (grpc.unary_stream_rpc_method_handler, refuse_stream),
-        (True, False): (grpc.stream_unary_rpc_method_handler, refuse),
+        (False, True): (grpc.unary_stream_rpc_method_handler, refuse),
+        (True, False): (grpc.stream_unary_rpc_method_handler, refuse_stream),
         (True, True): (grpc.stream_stream_rpc_method_handler, refuse_stream),
     }
     make, behavior = shapes[handler.request_streaming, handler.response_streaming]

@@ -20,8 +20,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.worker_process import WorkerProcess
 from voicefleet.rpc.channel import WorkerChannelConfig
-from voicefleet.rpc.generated import tts_pb2
-from voicefleet.rpc.tts_client import PAUSE, STOP, TTSClient
+from voicefleet.rpc.tts_client import PAUSE, RESUME, STOP, TTSClient
 
 A = "orch-a-token-" + "a" * 20
 B = "orch-b-token-" + "b" * 20
@@ -68,11 +67,18 @@ async def test_without_a_token_only_health_answers(two_token_worker: WorkerProce
         ]
         for call in calls:
             code, message = await status_of(call(anonymous))
-            assert code == grpc.StatusCode.UNAUTHENTICATED
+            assert code == grpc.StatusCode.UNAUTHENTICATED, (code, message)
             assert "authorization: Bearer <token>" in message
             code, message = await status_of(call(wrong))
             assert code == grpc.StatusCode.UNAUTHENTICATED and "invalid token" in message
             assert B[:-1] not in message
+
+        # A refused stream that is still sending gets UNAUTHENTICATED too, every time (not the
+        # INTERNAL a grpc.aio client reports when its write fails after the status).
+        words = [f"word{i} " for i in range(200)]
+        for _ in range(10):
+            code, _message = await status_of(_drain(anonymous.synthesize("s1", words)))
+            assert code == grpc.StatusCode.UNAUTHENTICATED
         # Reflection needs the token too; health never does.
         reflection = reflection_pb2_grpc.ServerReflectionStub(anonymous.channel)
 
@@ -86,6 +92,11 @@ async def test_without_a_token_only_health_answers(two_token_worker: WorkerProce
             reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
     assert A not in two_token_worker.log() and B[:-1] not in two_token_worker.log()
+
+
+async def _drain(call: Any) -> None:
+    async for _frame in call:
+        pass
 
 
 async def _first(call: Any) -> Any:
@@ -158,11 +169,15 @@ async def test_another_identity_cannot_touch_a_session(two_token_worker: WorkerP
         # The same id is free for the other identity (no ALREADY_EXISTS to probe with) ...
         await other.start_session("mine")
         await other.end_session("mine")
-        # ... and the owner's session is untouched: still paused from before, then resumed.
-        reply = await owner.control("mine", STOP)
-        assert reply.state == tts_pb2.SESSION_STATE_IDLE
-        frames = [f async for f in owner.synthesize("mine", ["Still mine."])]
-        assert frames[-1].final
+        # ... and the owner's session is untouched: the other's STOP did not clear its PAUSE,
+        # so its next stream starts held, and RESUME releases it.
+        frames = aiter(owner.synthesize("mine", ["Still mine."]))
+        first = asyncio.ensure_future(anext(frames))
+        done, _ = await asyncio.wait({first}, timeout=0.5)
+        assert not done, "a paused session's stream sent a frame"
+        await owner.control("mine", RESUME)
+        received = [await first] + [f async for f in frames]
+        assert received[-1].final
         await owner.end_session("mine")
 
 
