@@ -21,16 +21,25 @@ RELOAD = tts_pb2.CONTROL_COMMAND_RELOAD
 async def text_chunks(
     session_id: str, texts: Iterable[str] | AsyncIterable[str]
 ) -> AsyncIterator[tts_pb2.TextChunk]:
-    """Number the texts as TextChunks; the last chunk (possibly empty) ends the input."""
+    """Number the texts as TextChunks and end the input: a list's last text carries
+    end_of_input, an async stream gets a last, empty chunk that does."""
     sequence = 0
     if isinstance(texts, AsyncIterable):
         async for text in texts:
             yield tts_pb2.TextChunk(session_id=session_id, text=text, sequence=sequence)
             sequence += 1
     else:
-        for text in texts:
-            yield tts_pb2.TextChunk(session_id=session_id, text=text, sequence=sequence)
-            sequence += 1
+        # Known in advance, so the request stream half-closes with its last text: a worker that
+        # refuses the stream at once then reaches the caller with its own status (a grpc.aio
+        # client still writing reports INTERNAL instead, grpc/grpc#36066).
+        items = list(texts)
+        for sequence, text in enumerate(items):
+            last = sequence == len(items) - 1
+            yield tts_pb2.TextChunk(
+                session_id=session_id, text=text, sequence=sequence, end_of_input=last
+            )
+        if items:
+            return
     yield tts_pb2.TextChunk(session_id=session_id, sequence=sequence, end_of_input=True)
 
 
