@@ -4,6 +4,7 @@ overridable by VOICEFLEET_WORKER__KEY environment variables, REDIS_URL and CLI f
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Any, Self
@@ -67,9 +68,85 @@ class LimitsConfig(_Section):
     """What one worker accepts."""
 
     max_sessions: int = Field(16, ge=1)
+    max_sessions_per_credential: int | None = Field(
+        None, ge=1, description="most sessions one caller (token identity or peer) holds"
+    )
     max_chunk_chars: int = Field(4_000, ge=1, description="longest single TextChunk")
     max_stream_chars: int = Field(100_000, ge=1, description="most text in one Synthesize stream")
     session_idle_s: float = Field(300.0, gt=0, description="end sessions idle this long")
+
+
+# RFC 6750's b64token (hex and base64url fit): it travels as "authorization: Bearer <token>".
+_TOKEN = re.compile(r"^[A-Za-z0-9._~+/-]+=*$")
+_IDENTITY = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+MIN_TOKEN_CHARS = 16
+DEFAULT_IDENTITY = "default"
+
+
+def check_token(token: str, where: str) -> str:
+    """The token if well formed; the error names where it came from, never the token."""
+    if len(token) < MIN_TOKEN_CHARS or not _TOKEN.match(token):
+        raise ValueError(
+            f"{where}: a token is at least {MIN_TOKEN_CHARS} characters of "
+            "[A-Za-z0-9._~+/-] (e.g. openssl rand -hex 32)"
+        )
+    return token
+
+
+class AuthConfig(_Section):
+    """Bearer tokens a caller must present; none configured: the worker is open.
+
+    Tokens are plain str (not SecretStr) so environment overrides compare like any other field;
+    repr=False keeps them out of every repr and log of the config.
+    """
+
+    token: str | None = Field(None, repr=False, description="the token of identity 'default'")
+    token_file: str | None = Field(None, description="file holding that token (e.g. a secret)")
+    tokens: dict[str, str] = Field(
+        default_factory=dict, repr=False, description="identity name -> token, one per client"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("set token or token_file, not both")
+        if self.token is not None:
+            check_token(self.token, "token")
+        for name, token in self.tokens.items():
+            if not _IDENTITY.match(name):
+                raise ValueError(f"tokens: identity {name!r} must match {_IDENTITY.pattern}")
+            check_token(token, f"tokens.{name}")
+        if DEFAULT_IDENTITY in self.tokens and (self.token or self.token_file):
+            raise ValueError(f"tokens: {DEFAULT_IDENTITY!r} is the identity of token/token_file")
+        if len(set(self.tokens.values())) != len(self.tokens):
+            raise ValueError("tokens: two identities share one token")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        """Whether any token is configured (token_file is read at start-up)."""
+        return bool(self.token or self.token_file or self.tokens)
+
+
+class TLSConfig(_Section):
+    """TLS for the gRPC server; client_ca also requires client certificates (mTLS)."""
+
+    cert: str | None = Field(None, description="server certificate chain (PEM)")
+    key: str | None = Field(None, description="its private key (PEM)")
+    client_ca: str | None = Field(None, description="CA bundle client certificates must chain to")
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key go together")
+        if self.client_ca is not None and self.cert is None:
+            raise ValueError("client_ca (mTLS) needs cert and key")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the server speaks TLS."""
+        return self.cert is not None
 
 
 class WorkerConfig(_Section):
@@ -83,13 +160,15 @@ class WorkerConfig(_Section):
     )
     max_lead_ms: int = Field(200, ge=20, description="audio sent ahead of real time, at most")
     synthesis_threads: int = Field(2, ge=1, description="segments synthesized at once")
-    drain_s: float = Field(10.0, ge=0, description="grace for open streams on SIGTERM")
+    drain_s: float = Field(10.0, ge=0, description="grace for running streams on SIGTERM")
     default_model: str = BUNDLED_PIPER_ID
     models: list[ModelSpec] = Field(default_factory=_default_models)
     model_manager: ModelManagerConfig = ModelManagerConfig()
     loudness: LoudnessConfig = LoudnessConfig()
     registry: RegistryConfig = RegistryConfig()
     limits: LimitsConfig = LimitsConfig()
+    auth: AuthConfig = AuthConfig()
+    tls: TLSConfig = TLSConfig()
     log_level: str = "INFO"
 
     @model_validator(mode="after")

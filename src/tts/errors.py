@@ -50,10 +50,28 @@ class ModelInUse(WorkerError):
     status = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class ModelPinned(WorkerError):
+    """UnloadModel on the worker's pinned default model."""
+
+    status = grpc.StatusCode.FAILED_PRECONDITION
+
+
 class Overloaded(WorkerError):
-    """More sessions than max_sessions."""
+    """More sessions than max_sessions, or than max_sessions_per_credential for one caller."""
 
     status = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unauthenticated(WorkerError):
+    """A call without valid credentials (normally refused by the auth interceptor first)."""
+
+    status = grpc.StatusCode.UNAUTHENTICATED
+
+
+class Draining(WorkerError):
+    """New work while the worker drains (SIGTERM), or a stream cut when the drain ends."""
+
+    status = grpc.StatusCode.UNAVAILABLE
 
 
 class SynthesisFailed(WorkerError):

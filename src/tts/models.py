@@ -17,7 +17,13 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from voicefleet.tts.adapters import ModelSpec, TTSAdapter, create_adapter
-from voicefleet.tts.errors import ModelInUse, ModelNotFound, SynthesisFailed, WorkerError
+from voicefleet.tts.errors import (
+    ModelInUse,
+    ModelNotFound,
+    ModelPinned,
+    SynthesisFailed,
+    WorkerError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +160,14 @@ class ModelManager:
             model.last_used = self._clock()
 
     async def unload(self, model_id: str) -> bool:
-        """Unload now; FAILED_PRECONDITION while sessions use it. False if not resident."""
+        """Unload now; FAILED_PRECONDITION while sessions use it or for the pinned default
+        (a session naming no model would pay its reload). False if not resident."""
         spec = self.resolve(model_id)
+        if spec.id in self.pinned:
+            raise ModelPinned(
+                f"model {spec.id!r} is this worker's pinned default model and stays resident "
+                "(model_manager.pin_default)"
+            )
         model = self._resident.get(spec.id)
         if model is None:
             return False

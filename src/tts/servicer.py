@@ -18,7 +18,8 @@ from voicefleet.audio.format import FRAME_MS, FRAME_SAMPLES, OUTPUT_SAMPLE_RATE
 from voicefleet.rpc.generated import tts_pb2, tts_pb2_grpc
 from voicefleet.rpc.registry import WorkerCapabilities, speaks
 from voicefleet.tts.adapters import adapter_classes
-from voicefleet.tts.errors import InvalidRequest, SessionBusy, WorkerError
+from voicefleet.tts.auth import Credentials
+from voicefleet.tts.errors import Draining, InvalidRequest, SessionBusy, WorkerError
 from voicefleet.tts.models import ModelManager, ModelStatus
 from voicefleet.tts.session import SessionTable, WorkerSession
 from voicefleet.tts.stats import WorkerStats
@@ -89,11 +90,14 @@ class TTSServicer(tts_pb2_grpc.TTSServicer):
         executor: Executor,
         settings: StreamSettings,
         stats: WorkerStats,
+        credentials: Credentials | None = None,
     ) -> None:
         self.worker_name = worker_name
         self.models = models
         self.sessions = sessions
         self.stats = stats
+        self.credentials = credentials or Credentials()
+        self.draining = False
         self._executor = executor
         self._settings = settings
         self._capabilities = self._derive_capabilities()
@@ -104,8 +108,10 @@ class TTSServicer(tts_pb2_grpc.TTSServicer):
     async def StartSession(
         self, request: tts_pb2.StartSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> tts_pb2.StartSessionResponse:
-        """Acquire the model and open the session."""
-        self.sessions.reserve(request.session_id)
+        """Acquire the model and open the session, owned by the caller."""
+        owner = self.credentials.caller(context)
+        self._refuse_if_draining("sessions")
+        self.sessions.reserve(owner, request.session_id)
         spec = self.models.resolve(request.model_id)
         if not speaks(spec.languages, request.language):
             raise InvalidRequest(
@@ -113,12 +119,13 @@ class TTSServicer(tts_pb2_grpc.TTSServicer):
             )
         model = await self.models.acquire(spec.id)
         try:
+            self._refuse_if_draining("sessions")  # the drain may have begun during the load
             options = model.adapter.parse_options(request.voice, dict(request.options))
-            self.sessions.add(WorkerSession(request.session_id, spec.id, options))
+            self.sessions.add(WorkerSession(request.session_id, spec.id, options, owner))
         except BaseException:
             self.models.release(spec.id)
             raise
-        log.info("session %s started on model %s", request.session_id, spec.id)
+        log.info("session %s of %s started on model %s", request.session_id, owner, spec.id)
         return tts_pb2.StartSessionResponse(
             session_id=request.session_id,
             model_id=spec.id,
@@ -131,17 +138,25 @@ class TTSServicer(tts_pb2_grpc.TTSServicer):
         self, request: tts_pb2.EndSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> tts_pb2.EndSessionResponse:
         """Stop any stream and release the model."""
-        session = self.end_session(request.session_id)
+        session = self.sessions.get(self.credentials.caller(context), request.session_id)
+        self.end_session(session)
         return tts_pb2.EndSessionResponse(session_id=session.id, frames_sent=session.frames_sent)
 
-    def end_session(self, session_id: str) -> WorkerSession:
-        """Close one session (also used by the idle reaper and shutdown)."""
-        session = self.sessions.remove(session_id)
+    def end_session(self, session: WorkerSession) -> None:
+        """Close one session (also used by the idle reaper and the drain)."""
+        if not self.sessions.remove(session):
+            return
         if session.stream is not None:
             session.stream.stop()
         self.models.release(session.model_id)
         log.info("session %s ended after %d frames", session.id, session.frames_sent)
-        return session
+
+    def _refuse_if_draining(self, what: str) -> None:
+        if self.draining:
+            raise Draining(
+                f"worker draining: {self.worker_name} is shutting down and takes no new {what}; "
+                "use another worker"
+            )
 
     # -- streaming -----------------------------------------------------------------------
 
@@ -156,9 +171,10 @@ class TTSServicer(tts_pb2_grpc.TTSServicer):
             first = await anext(request_iterator, None)
             if first is None:
                 raise InvalidRequest("Synthesize needs at least one TextChunk")
-            session = self.sessions.get(first.session_id)
+            session = self.sessions.get(self.credentials.caller(context), first.session_id)
             if session.stream is not None:
                 raise SessionBusy(f"session {session.id!r} is already synthesizing; STOP it first")
+            self._refuse_if_draining("streams")
             stream = SynthesisStream(
                 session, self.models.adapter, self._executor, self._settings, self.stats
             )
@@ -181,7 +197,7 @@ class TTSServicer(tts_pb2_grpc.TTSServicer):
     ) -> tts_pb2.ControlResponse:
         """PAUSE / RESUME / STOP act on the session's current stream (a PAUSE with none running
         holds the next one; STOP clears it); RELOAD on its model."""
-        session = self.sessions.get(request.session_id)
+        session = self.sessions.get(self.credentials.caller(context), request.session_id)
         session.touch()
         stream = session.stream
         command = request.command

@@ -53,11 +53,12 @@ class StreamControl:
 
 @dataclass
 class WorkerSession:
-    """A client's binding to a model on this worker."""
+    """A client's binding to a model on this worker, owned by the caller that opened it."""
 
     id: str
     model_id: str
     options: SynthesisOptions
+    owner: str
     created_at: float = field(default_factory=time.monotonic)
     last_active: float = field(default_factory=time.monotonic)
     frames_sent: int = 0
@@ -70,40 +71,54 @@ class WorkerSession:
 
 
 class SessionTable:
-    """The open sessions, bounded by max_sessions."""
+    """The open sessions, bounded by max_sessions and per owner by max_per_owner.
 
-    def __init__(self, max_sessions: int) -> None:
+    Sessions are keyed by (owner, id): one caller never sees another's sessions, so an id
+    someone else holds is as unknown as an id nobody holds (and can be opened again).
+    """
+
+    def __init__(self, max_sessions: int, max_per_owner: int | None = None) -> None:
         self.max_sessions = max_sessions
-        self._sessions: dict[str, WorkerSession] = {}
+        self.max_per_owner = max_per_owner
+        self._sessions: dict[tuple[str, str], WorkerSession] = {}
 
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def reserve(self, session_id: str) -> None:
+    def reserve(self, owner: str, session_id: str) -> None:
         """Check a new id can be opened (call before the slow model load)."""
         validate_session_id(session_id)
-        if session_id in self._sessions:
+        if (owner, session_id) in self._sessions:
             raise SessionExists(f"session {session_id!r} is already open on this worker")
         if len(self._sessions) >= self.max_sessions:
             raise Overloaded(f"worker is at max_sessions={self.max_sessions}; try another worker")
+        if self.max_per_owner is not None:
+            held = sum(1 for key in self._sessions if key[0] == owner)
+            if held >= self.max_per_owner:
+                raise Overloaded(
+                    f"caller {owner!r} already holds {held} sessions on this worker "
+                    f"(limits.max_sessions_per_credential={self.max_per_owner}); "
+                    "end one or try another worker"
+                )
 
     def add(self, session: WorkerSession) -> None:
         """Register an opened session (re-checked: the load awaited)."""
-        self.reserve(session.id)
-        self._sessions[session.id] = session
+        self.reserve(session.owner, session.id)
+        self._sessions[session.owner, session.id] = session
 
-    def get(self, session_id: str) -> WorkerSession:
-        """The open session with this id, or NOT_FOUND."""
-        session = self._sessions.get(validate_session_id(session_id))
+    def get(self, owner: str, session_id: str) -> WorkerSession:
+        """The caller's open session with this id, or NOT_FOUND (the same for anyone else's)."""
+        session = self._sessions.get((owner, validate_session_id(session_id)))
         if session is None:
             raise SessionNotFound(f"no session {session_id!r} on this worker (StartSession first)")
         return session
 
-    def remove(self, session_id: str) -> WorkerSession:
-        """Forget a session and return it."""
-        session = self.get(session_id)
-        del self._sessions[session_id]
-        return session
+    def remove(self, session: WorkerSession) -> bool:
+        """Forget a session; False if it was already gone."""
+        if self._sessions.get((session.owner, session.id)) is not session:
+            return False
+        del self._sessions[session.owner, session.id]
+        return True
 
     def idle(self, idle_s: float) -> list[WorkerSession]:
         """Sessions without a stream and untouched for idle_s."""
@@ -111,6 +126,10 @@ class SessionTable:
         return [
             s for s in self._sessions.values() if s.stream is None and now - s.last_active >= idle_s
         ]
+
+    def streaming(self) -> list[WorkerSession]:
+        """Sessions with a Synthesize stream running."""
+        return [s for s in self._sessions.values() if s.stream is not None]
 
     def all(self) -> list[WorkerSession]:
         """Every open session."""

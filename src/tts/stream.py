@@ -97,6 +97,11 @@ class SynthesisStream:
         self._cancelled.set()
         self._frames.put_nowait(_Wake())
 
+    def abort(self, error: WorkerError) -> None:
+        """End the stream with an error status (the drain's end), even while paused."""
+        self._fail(error)
+        self.control.changed.set()
+
     async def run(
         self, first: tts_pb2.TextChunk, rest: AsyncIterator[tts_pb2.TextChunk]
     ) -> AsyncIterator[tts_pb2.AudioFrame]:

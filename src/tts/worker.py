@@ -1,13 +1,15 @@
-"""`voicefleet worker`: assemble the servicer, model manager and registrar, and run them."""
+"""`voicefleet worker`: assemble the servicer, model manager and registrar, run them, drain."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -16,7 +18,10 @@ from grpc_reflection.v1alpha import reflection
 
 from voicefleet.rpc.generated import tts_pb2, tts_pb2_grpc
 from voicefleet.rpc.registry import RegistryKeys, WorkerLoad, WorkerRecord
-from voicefleet.tts.config import WorkerConfig
+from voicefleet.settings import ConfigError
+from voicefleet.tts.auth import AuthInterceptor, load_credentials
+from voicefleet.tts.config import TLSConfig, WorkerConfig
+from voicefleet.tts.errors import Draining
 from voicefleet.tts.models import ModelManager
 from voicefleet.tts.registration import Registrar
 from voicefleet.tts.servicer import TTSServicer
@@ -27,6 +32,35 @@ from voicefleet.tts.stream import StreamSettings
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = tts_pb2.DESCRIPTOR.services_by_name["TTS"].full_name
+# After the drain, aborted streams get this long to send their status before the server stops.
+STOP_GRACE_S = 1.0
+
+
+def _read_pem(path: str, key: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise ConfigError(f"tls.{key}: cannot read {path}: {error.strerror}") from None
+
+
+def server_credentials(tls: TLSConfig) -> grpc.ServerCredentials:
+    """TLS credentials for the gRPC port; with client_ca, client certificates are required."""
+    assert tls.cert is not None and tls.key is not None
+    return grpc.ssl_server_credentials(
+        [(_read_pem(tls.key, "key"), _read_pem(tls.cert, "cert"))],
+        root_certificates=_read_pem(tls.client_ca, "client_ca") if tls.client_ca else None,
+        require_client_auth=tls.client_ca is not None,
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps the port on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class Worker:
@@ -46,7 +80,10 @@ class Worker:
             resident_cap=config.model_manager.resident_cap,
             pin_default=config.model_manager.pin_default,
         )
-        self.sessions = SessionTable(config.limits.max_sessions)
+        self.credentials = load_credentials(config.auth)
+        self.sessions = SessionTable(
+            config.limits.max_sessions, config.limits.max_sessions_per_credential
+        )
         self.servicer = TTSServicer(
             config.name,
             self.models,
@@ -60,9 +97,11 @@ class Worker:
                 ceiling_dbfs=config.loudness.ceiling_dbfs,
             ),
             self.stats,
+            self.credentials,
         )
         self.health = health_aio.HealthServicer()
-        self.server = grpc.aio.server()
+        interceptors = [AuthInterceptor(self.credentials)] if self.credentials.enabled else []
+        self.server = grpc.aio.server(interceptors=interceptors)
         self.registrar: Registrar | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -98,9 +137,14 @@ class Worker:
             ),
             self.server,
         )
-        self.port = self.server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        target = f"{self.config.host}:{self.config.port}"
+        if self.config.tls.enabled:
+            self.port = self.server.add_secure_port(target, server_credentials(self.config.tls))
+        else:
+            self.port = self.server.add_insecure_port(target)
         if self.port == 0:
-            raise OSError(f"cannot bind {self.config.host}:{self.config.port}")
+            raise OSError(f"cannot bind {target}")
+        self._log_exposure()
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
         log.info(
@@ -130,6 +174,31 @@ class Worker:
         self._tasks.append(asyncio.create_task(self._reap_idle_sessions()))
         log.info("worker %s ready at %s", self.config.name, self.config.address(self.port))
 
+    def _log_exposure(self) -> None:
+        """Say who can use this port; warn loudly when anyone on the network can."""
+        host, tls = self.config.host, self.config.tls
+        transport = (
+            "TLS" + (" with client certificates" if tls.client_ca else "")
+            if tls.enabled
+            else "plaintext"
+        )
+        if self.credentials.enabled:
+            log.info(
+                "auth on (%s gRPC): identities %s",
+                transport,
+                ", ".join(self.credentials.identities),
+            )
+        elif not is_loopback(host):
+            log.warning(
+                "worker %s listens on %s:%d with NO auth token (%s): anyone who reaches this "
+                "port can open, control and end sessions and load or unload models; set "
+                "auth.token or auth.token_file (docs/security.md)",
+                self.config.name,
+                host,
+                self.port,
+                transport,
+            )
+
     async def _set_health(
         self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType
     ) -> None:
@@ -142,10 +211,13 @@ class Worker:
             await asyncio.sleep(min(idle_s, 5.0))
             for session in self.sessions.idle(idle_s):
                 log.info("session %s idle for %.0f s: ending it", session.id, idle_s)
-                self.servicer.end_session(session.id)
+                self.servicer.end_session(session)
 
-    async def stop(self) -> None:
-        """Drain: deregister, refuse new work, let open streams finish within drain_s."""
+    async def drain(self, force: asyncio.Event | None = None) -> None:
+        """SIGTERM: refuse new sessions and streams, deregister at once, let running streams
+        finish within drain_s (or until `force` is set), then end every session and stop."""
+        force = force or asyncio.Event()
+        self.servicer.draining = True
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         for task in self._tasks:
             task.cancel()
@@ -154,21 +226,56 @@ class Worker:
                 await task
         if self.registrar is not None:
             await self.registrar.leave()
-        await self.server.stop(self.config.drain_s)
+        running = len(self.sessions.streaming())
+        await self._wait_for_streams(force)
+        cut = self.sessions.streaming()
+        if cut:
+            why = "a second signal" if force.is_set() else f"drain_s={self.config.drain_s:g} s"
+            log.warning("drain: cutting %d running stream(s) after %s", len(cut), why)
+            for session in cut:
+                assert session.stream is not None
+                session.stream.abort(
+                    Draining(
+                        f"worker draining: {self.config.name} cut this stream after {why}; "
+                        "re-send the rest to another worker"
+                    )
+                )
+        elif running:
+            log.info("drain: the %d running stream(s) finished", running)
         for session in self.sessions.all():
-            self.servicer.end_session(session.id)
+            self.servicer.end_session(session)
+        await self.server.stop(0 if force.is_set() else STOP_GRACE_S)
         self.executor.shutdown(wait=False, cancel_futures=True)
         log.info("worker %s stopped", self.config.name)
 
+    async def _wait_for_streams(self, force: asyncio.Event) -> None:
+        """Wait until no stream runs, drain_s passes or `force` is set."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.drain_s
+        while self.sessions.streaming() and not force.is_set():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(0.02, remaining)):
+                    await force.wait()
+
 
 async def serve(config: WorkerConfig) -> None:
-    """Run a worker until SIGINT/SIGTERM."""
+    """Run a worker until SIGINT/SIGTERM, then drain; a second signal cuts the drain short."""
     worker = Worker(config)
-    stop = asyncio.Event()
+    stop, force = asyncio.Event(), asyncio.Event()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set():
+            log.warning("worker %s: second %s, stopping now", config.name, sig.name)
+            force.set()
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     await worker.start()
     await stop.wait()
-    log.info("worker %s: shutting down (drain %.0f s)", config.name, config.drain_s)
-    await worker.stop()
+    log.info("worker %s: draining (up to %g s for running streams)", config.name, config.drain_s)
+    await worker.drain(force)
