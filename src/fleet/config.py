@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from voicefleet.rpc.channel import WorkerChannelConfig
 from voicefleet.rpc.registry import DEFAULT_PREFIX
 
 
@@ -17,3 +18,7 @@ class RouterConfig(BaseModel):
     refresh_s: float = Field(2.0, gt=0, description="periodic re-read of the fleet")
     failure_cooldown_s: float = Field(10.0, ge=0, description="skip a failed worker this long")
     required_capabilities: list[str] = Field(default_factory=lambda: ["streaming"])
+    worker: WorkerChannelConfig = Field(
+        default_factory=WorkerChannelConfig,
+        description="how to dial workers: token (or token_file), TLS, per-RPC deadlines",
+    )

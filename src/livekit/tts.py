@@ -26,6 +26,7 @@ from voicefleet.audio.format import FRAME_MS, OUTPUT_SAMPLE_RATE
 from voicefleet.fleet import FleetView, Router, RouterConfig
 from voicefleet.fleet.pool import WorkerPool
 from voicefleet.fleet.speaker import ReplyStream, Speaker, SpeakerSettings
+from voicefleet.rpc.channel import WorkerChannelConfig
 from voicefleet.rpc.registry import DEFAULT_PREFIX
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,11 @@ class FleetTTS(tts.TTS[Never]):  # Never: no events beyond the base class's
         language: str = "en",
         model: str = "",
         voice: str = "",
+        worker: WorkerChannelConfig | None = None,
+        worker_token: str | None = None,
     ) -> None:
+        """`worker` (token, TLS, deadlines) dials the workers; `worker_token` is a shortcut
+        for a worker config holding just that token."""
         super().__init__(
             capabilities=tts.TTSCapabilities(streaming=True),
             sample_rate=OUTPUT_SAMPLE_RATE,
@@ -55,7 +60,11 @@ class FleetTTS(tts.TTS[Never]):  # Never: no events beyond the base class's
         self.language = language
         self.voice = voice
         self._model = model
-        self._pool = WorkerPool()
+        if worker is None:
+            worker = WorkerChannelConfig(token=worker_token)
+        elif worker_token is not None:
+            worker = worker.model_copy(update={"token": worker_token, "token_file": None})
+        self._pool = WorkerPool(worker)
         self._fleet: FleetView | None = None
         self._router: Router | None = None
         self._lock = asyncio.Lock()

@@ -101,7 +101,7 @@ def build(config: OrchestratorConfig) -> Orchestrator:
         config=config.pipeline,
         asr=ASRService(config.asr),
         router=Router(fleet),
-        pool=WorkerPool(),
+        pool=WorkerPool(config.router.worker),
         metrics=OrchestratorMetrics(),
     )
 

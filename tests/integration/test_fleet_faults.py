@@ -168,3 +168,22 @@ async def test_the_failed_workers_session_is_ended_once_it_answers_again(stack: 
         await asyncio.sleep(0.3)
     assert await sessions_on(hung) == 0
     await session.close()
+
+
+async def test_the_orchestrator_dials_workers_with_their_token(stack: Stack) -> None:
+    token = "fleet-token-0123456789abcdef"
+    stack.worker(auth={"token": token})
+    without = stack.orchestrator(require_ready=False)
+    session, events = await open_session(without.ws_url)
+    await session.send_text("Hello there.", "say")
+    error = await wait_for_event(events, lambda e: isinstance(e, ErrorEvent), 15)
+    assert isinstance(error, ErrorEvent) and error.code == "tts_failed"
+    assert "UNAUTHENTICATED" in error.message and token not in error.message
+    await session.close()
+    with_token = stack.orchestrator(router={"worker": {"token": token}})
+    session, events = await open_session(with_token.ws_url)
+    await session.send_text("Hello there.", "say")
+    await wait_for_event(events, lambda e: isinstance(e, AudioEnd), 20)
+    assert session.result.frames
+    await session.close()
+    assert token not in with_token.log()
