@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from voicefleet.orchestrator.config import load_orchestrator_config
+from voicefleet.rpc.redis_conn import redacted
 
 log = logging.getLogger("voicefleet.up")
 
@@ -170,11 +171,13 @@ class WorkerSupervisor:
             log.warning("port %d is taken; the TTS worker uses %d", self.port, chosen)
             self.port = chosen
         args = [sys.executable, "-m", "voicefleet", "worker"]
-        args += ["--redis-url", self.redis_url, "--port", str(self.port)]
+        args += ["--port", str(self.port)]
         if self.config is not None:
             args += ["--config", str(self.config)]
         process = await asyncio.create_subprocess_exec(
             *args,
+            # Through the environment, not argv: a password in the URL stays out of `ps`.
+            env={**os.environ, "REDIS_URL": self.redis_url},
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             # Its own session: the terminal's Ctrl-C goes to `up`, which stops it in order.
@@ -209,7 +212,7 @@ async def run_up(
     valkey = None
     redis_url = os.environ.get("REDIS_URL", "")
     if redis_url:
-        log.info("using the Redis at REDIS_URL=%s", redis_url)
+        log.info("using the Redis at REDIS_URL=%s", redacted(redis_url))
     else:
         valkey, redis_url = _start_valkey(redis_port)
     stop = asyncio.Event()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from voicefleet.rpc.channel import WorkerChannelConfig
+from voicefleet.rpc.redis_conn import RedisAccess, check_url
 from voicefleet.rpc.registry import DEFAULT_PREFIX
 
 
@@ -14,6 +15,10 @@ class RouterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis: RedisAccess = Field(
+        default_factory=RedisAccess,
+        description="Redis password_file / username / ca_file (rediss://) beside the URL",
+    )
     key_prefix: str = DEFAULT_PREFIX
     refresh_s: float = Field(2.0, gt=0, description="periodic re-read of the fleet")
     failure_cooldown_s: float = Field(10.0, ge=0, description="skip a failed worker this long")
@@ -22,3 +27,8 @@ class RouterConfig(BaseModel):
         default_factory=WorkerChannelConfig,
         description="how to dial workers: token (or token_file), TLS, per-RPC deadlines",
     )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, url: str) -> str:
+        return check_url(url)

@@ -19,10 +19,10 @@ import contextlib
 import logging
 import time
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from voicefleet.fleet.config import RouterConfig
+from voicefleet.rpc.redis_conn import connect
 from voicefleet.rpc.registry import (
     FleetRead,
     RegistryKeys,
@@ -53,11 +53,7 @@ class FleetView:
         self.last_error = ""  # why the last refresh failed ("" once one succeeds)
         self.last_refresh = 0.0  # time.monotonic() of the last successful refresh; 0: never
         self.last_refresh_at = 0.0  # the same moment as time.time()
-        self._redis = Redis.from_url(
-            config.redis_url,
-            socket_timeout=_SOCKET_TIMEOUT_S,
-            socket_connect_timeout=_SOCKET_TIMEOUT_S,
-        )
+        self._redis = connect(config.redis_url, config.redis, timeout_s=_SOCKET_TIMEOUT_S)
         self._tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
         self._reading = asyncio.Lock()

@@ -21,6 +21,7 @@ from voicefleet.fleet import FleetView, NoWorkerAvailable, Router
 from voicefleet.fleet.pool import WorkerPool
 from voicefleet.orchestrator.access import AccessToken, access_middleware
 from voicefleet.orchestrator.config import OrchestratorConfig
+from voicefleet.orchestrator.controller import released
 from voicefleet.orchestrator.metrics import OrchestratorMetrics
 from voicefleet.orchestrator.responder import Responder, create_responder
 from voicefleet.orchestrator.services import Services
@@ -192,6 +193,7 @@ async def stop(orchestrator: Orchestrator, runner: web.AppRunner) -> None:
     """Stop listening, end every WebSocket session (error `shutdown`, worker sessions ended;
     the transport's on_shutdown hook), then close the fleet view, channels and the ASR pool."""
     await runner.cleanup()
+    await released()  # sessions closed by a transport other than the WebSocket (LiveKit)
     await orchestrator.fleet.close()
     await orchestrator.services.pool.close()
     orchestrator.services.asr.close()

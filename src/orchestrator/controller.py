@@ -14,7 +14,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from typing import Any
 
 from voicefleet.fleet.speaker import Speaker
@@ -95,6 +95,7 @@ class TurnController:
         self._timing = TurnTiming()
         self._loop: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._released: asyncio.Task[None] | None = None
 
     @property
     def state(self) -> State:
@@ -142,6 +143,12 @@ class TurnController:
                 await self.closed.wait()
         if not self.closed.is_set():
             await self._shut("close timed out")
+        if self._released is not None:
+            # The worker sessions and the responder: ended before close returns (bounded), so a
+            # shutdown that follows does not cut them off.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_CLOSE_WAIT_S):
+                    await asyncio.shield(self._released)
 
     def post(self, event: TurnEvent) -> None:
         """Queue an event for the decisions (what the person does jumps the queue)."""
@@ -305,7 +312,7 @@ class TurnController:
         self.services.metrics.sessions_active.dec()
         with contextlib.suppress(Exception):
             await self.sink.close(reason)
-        _release(self._release())
+        self._released = _release(self._release())
 
     async def _release(self) -> None:
         replies = list(self.replies.values())
@@ -316,11 +323,20 @@ class TurnController:
 _releasing: set[asyncio.Task[None]] = set()
 
 
-def _release(step: Any) -> None:
+def _release(step: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
     """Clean-up that must finish even after the session object is gone."""
     task = asyncio.ensure_future(step)
     _releasing.add(task)
     task.add_done_callback(_releasing.discard)
+    return task
+
+
+async def released(timeout_s: float = _CLOSE_WAIT_S) -> None:
+    """Wait (bounded) for every closed session's clean-up: called before channels close."""
+    if _releasing:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await asyncio.gather(*_releasing, return_exceptions=True)
 
 
 async def _once(text: str) -> AsyncGenerator[str, None]:

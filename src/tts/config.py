@@ -11,6 +11,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from voicefleet.rpc.redis_conn import RedisAccess, check_url
 from voicefleet.rpc.registry import DEFAULT_PREFIX
 from voicefleet.settings import load_config
 from voicefleet.tts.adapters.base import ModelSpec
@@ -53,12 +54,18 @@ class RegistryConfig(_Section):
     """Redis registration."""
 
     redis_url: str | None = Field("redis://127.0.0.1:6379/0", description="null: do not register")
+    redis: RedisAccess = Field(
+        default_factory=RedisAccess,
+        description="Redis password_file / username / ca_file (rediss://) beside the URL",
+    )
     key_prefix: str = DEFAULT_PREFIX
     heartbeat_s: float = Field(1.0, gt=0)
     record_ttl_s: float = Field(3.0, gt=0)
 
     @model_validator(mode="after")
     def _ttl_outlives_heartbeat(self) -> Self:
+        if self.redis_url is not None:
+            check_url(self.redis_url)
         if self.record_ttl_s <= self.heartbeat_s:
             raise ValueError("record_ttl_s must be longer than heartbeat_s")
         return self

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from voicefleet.rpc.redis_conn import RedisAccess, connect, redacted
 from voicefleet.rpc.registry import (
     FleetEvent,
     RegistryKeys,
@@ -31,6 +32,7 @@ class Registrar:
     def __init__(
         self,
         redis_url: str,
+        access: RedisAccess,
         keys: RegistryKeys,
         record: Callable[[], WorkerRecord],
         heartbeat_s: float,
@@ -41,11 +43,9 @@ class Registrar:
         self.ttl_s = ttl_s
         self.registered = False
         self._record = record
-        self._redis: Redis = Redis.from_url(
-            redis_url,
-            socket_timeout=max(0.5, heartbeat_s),
-            socket_connect_timeout=max(0.5, heartbeat_s),
-        )
+        self._url = redacted(redis_url)
+        self._last_error = ""
+        self._redis: Redis = connect(redis_url, access, timeout_s=max(0.5, heartbeat_s))
 
     async def beat(self) -> bool:
         """Write the record once; announce a join when (re)registering. False if Redis failed."""
@@ -61,8 +61,15 @@ class Registrar:
                 log.info("registered %s at %s in the registry", record.name, record.address)
             self.registered = True
         except (RedisError, OSError) as error:
-            if self.registered:
-                log.warning("registry unreachable (%s); still serving, will re-register", error)
+            reason = f"{type(error).__name__}: {error}"
+            if self.registered or reason != self._last_error:
+                log.warning(
+                    "registry %s unreachable (%s); still serving, will %sregister",
+                    self._url,
+                    reason,
+                    "re-" if self.registered else "",
+                )
+            self._last_error = reason
             self.registered = False
         return self.registered
 

@@ -6,6 +6,8 @@ message; anything else is logged with a traceback and answered INTERNAL with a s
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -46,6 +48,29 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: Exception, 
     await context.abort(
         grpc.StatusCode.INTERNAL, f"{rpc} failed: internal error ({type(error).__name__})"
     )
+
+
+# A refused request: the client's fault, reported once the client has stopped writing.
+_REQUEST_FAULTS = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.FAILED_PRECONDITION,
+    }
+)
+_DRAIN_S = 2.0
+
+
+async def _drain(requests: AsyncIterator[tts_pb2.TextChunk]) -> None:
+    """Read and drop what the client still sends, until it ends its input (bounded). A status
+    sent while the client is writing can reach it as `INTERNAL: Internal error from Core`
+    instead of the real code (grpc/grpc#36066), and a rejected request must not read as a
+    broken worker."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(_DRAIN_S):
+            while (chunk := await anext(requests, None)) is not None:
+                if chunk.end_of_input:
+                    return
 
 
 def unary_boundary(
@@ -185,6 +210,8 @@ class TTSServicer(tts_pb2_grpc.TTSServicer):
             async for frame in stream.run(first, request_iterator):
                 yield frame
         except Exception as error:
+            if isinstance(error, WorkerError) and error.status in _REQUEST_FAULTS:
+                await _drain(request_iterator)
             await _abort(context, error, "Synthesize")
         finally:
             if stream is not None and stream.session.stream is stream:

@@ -160,6 +160,7 @@ class Worker:
         if registry.redis_url:
             self.registrar = Registrar(
                 registry.redis_url,
+                registry.redis,
                 RegistryKeys(registry.key_prefix),
                 self.record,
                 registry.heartbeat_s,

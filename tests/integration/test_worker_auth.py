@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -18,6 +16,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from tests.certs import make_ca
 from tests.worker_process import WorkerProcess
 from voicefleet.rpc.channel import WorkerChannelConfig
 from voicefleet.rpc.tts_client import PAUSE, RESUME, STOP, TTSClient
@@ -213,39 +212,10 @@ async def test_the_default_model_cannot_be_unloaded(two_token_worker: WorkerProc
 # -- TLS ---------------------------------------------------------------------------------------
 
 
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=30)
-
-
-def _issue(directory: Path, name: str, subject: str, extensions: str) -> None:
-    key, csr, ext = (directory / f"{name}.{suffix}" for suffix in ("key", "csr", "ext"))
-    ext.write_text(extensions + "\n")
-    _openssl(
-        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", str(key), "-out", str(csr), "-subj", subject,
-    )  # fmt: skip
-    _openssl(
-        "x509", "-req", "-in", str(csr), "-CA", str(directory / "ca.pem"),
-        "-CAkey", str(directory / "ca.key"), "-CAcreateserial", "-days", "1",
-        "-out", str(directory / f"{name}.pem"), "-extfile", str(ext),
-    )  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate."""
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command (the cryptography package is not installed)")
-    directory = tmp_path_factory.mktemp("certs")
-    _openssl(
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", str(directory / "ca.key"), "-out", str(directory / "ca.pem"), "-days", "1",
-        "-subj", "/CN=voicefleet test CA", "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign",
-    )  # fmt: skip
-    _issue(directory, "server", "/CN=tts-worker", "subjectAltName=DNS:tts.internal,IP:127.0.0.1")
-    _issue(directory, "client", "/CN=orchestrator", "extendedKeyUsage=clientAuth")
-    return directory
+    return make_ca(tmp_path_factory.mktemp("certs"))
 
 
 def _tls_worker(
