@@ -117,34 +117,33 @@ class Lab:
             raise RuntimeError("tearing down the hosts: " + "; ".join(problems))
 
 
-def require_namespaces() -> None:
-    """Fail (not skip) where network namespaces cannot be made, saying why."""
-    why = "these tests need root" if os.geteuid() != 0 else ""
-    if not why and shutil.which("ip") is None:
-        why = "`ip` (iproute2) is not installed"
-    if why:
-        pytest.fail(
-            f"network namespaces are not available: {why}; test_hosts.py runs each worker "
-            "on a host of its own (ip netns, veth), so it must run as root (CI does)",
-            pytrace=False,
-        )
+def unavailable(why: str) -> None:
+    """Fail (never skip) where network namespaces cannot be made, saying why."""
+    pytest.fail(
+        f"network namespaces are not available here: {why}. test_hosts.py runs each TTS "
+        "worker on a host of its own (ip netns, veth pairs), so it must run as root with "
+        "iproute2 (CI does)",
+        pytrace=False,
+    )
 
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
     """Two hosts, a registry they reach, and a Stack; everything removed at teardown."""
-    require_namespaces()
+    if os.geteuid() != 0:
+        unavailable("not root")
+    if shutil.which("ip") is None:
+        unavailable("no `ip` command (iproute2)")
     built = Lab(tmp_path)
     try:
+        why = ""
         try:
             remove_leftovers()
             built.open(hosts=2)
         except RuntimeError as error:
-            pytest.fail(
-                f"network namespaces are not available here ({error}); test_hosts.py runs "
-                "each worker on a host of its own (ip netns, veth) and needs root (CI has it)",
-                pytrace=False,
-            )
+            why = str(error)
+        if why:
+            unavailable(why)
         yield built
     finally:
         built.close()
