@@ -33,12 +33,16 @@ class _ServiceProcess:
     config_path: Path
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    # What the child runs under, e.g. ("ip", "netns", "exec", NS): it execs, so `proc` is the
+    # service itself and signals reach it.
+    wrapper: tuple[str, ...] = ()
 
     def _launch(self, command: str) -> None:
         self.config_path.write_text(yaml.safe_dump(self.config))
         # REDIS_URL would override the config's registry: each test chooses its own.
         env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-        argv = [sys.executable, "-m", "voicefleet", command, "--config", str(self.config_path)]
+        argv = [*self.wrapper, sys.executable, "-m", "voicefleet", command]
+        argv += ["--config", str(self.config_path)]
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
 
