@@ -21,6 +21,12 @@ class RouterConfig(BaseModel):
     )
     key_prefix: str = DEFAULT_PREFIX
     refresh_s: float = Field(2.0, gt=0, description="periodic re-read of the fleet")
+    restart_grace_s: float = Field(
+        5.0,
+        ge=0,
+        description="after Redis restarts empty, keep the last-known workers this long "
+        "(or until they re-register) instead of routing to none",
+    )
     failure_cooldown_s: float = Field(10.0, ge=0, description="skip a failed worker this long")
     required_capabilities: list[str] = Field(default_factory=lambda: ["streaming"])
     worker: WorkerChannelConfig = Field(

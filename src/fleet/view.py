@@ -1,7 +1,10 @@
 """A live view of the worker fleet from the Redis registry.
 
 The view refreshes on every join/leave announcement and on a timer. If Redis stops answering,
-routing goes on with the last-known fleet and `degraded` says so (readiness reports it).
+routing goes on with the last-known fleet and `degraded` says so (readiness reports it). When
+Redis comes back restarted (its run id changed) and so empty, the last-known workers are kept
+until they re-register or `restart_grace_s` passes, so routing never sees an empty fleet
+between the restart and the workers' next heartbeat.
 
 Nothing but cancellation stops the refresh and subscription loops:
 - a bad record (see voicefleet.rpc.registry) is skipped: it is listed in `skipped` while it is
@@ -54,6 +57,9 @@ class FleetView:
         self.last_refresh = 0.0  # time.monotonic() of the last successful refresh; 0: never
         self.last_refresh_at = 0.0  # the same moment as time.time()
         self._redis = connect(config.redis_url, config.redis, timeout_s=_SOCKET_TIMEOUT_S)
+        self._run_id = ""  # the Redis server's run id at the last read ("" unknown)
+        self._held: dict[str, WorkerRecord] = {}  # last-known workers kept after a restart
+        self._held_until = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
         self._reading = asyncio.Lock()
@@ -78,6 +84,11 @@ class FleetView:
         """The registry's state: "ok", or "degraded: <why>" when the fleet may be out of date."""
         if self.degraded:
             return f"degraded: using the last-known fleet ({self.last_error})"
+        if self._held:
+            return (
+                f"degraded: the registry restarted; keeping {len(self._held)} last-known "
+                "worker(s) until they register again"
+            )
         if not self.last_refresh:
             return "degraded: the registry has not been read yet"
         if self._tasks and not self.running:
@@ -92,18 +103,42 @@ class FleetView:
         async with self._reading:  # one read at a time, so an older one never lands last
             try:
                 read = await read_fleet_report(self._redis, self.keys)
+                run_id = await self._server_run_id()
             except (RedisError, OSError) as error:
                 self._failed(f"registry unreachable: {error}")
                 return False
-            self._apply(read)
+            self._apply(read, run_id)
         return True
 
-    def _apply(self, read: FleetRead) -> None:
+    async def _server_run_id(self) -> str:
+        """The server's run id (new on every restart); "" where INFO is not allowed."""
+        try:
+            info = await self._redis.info("server")
+        except RedisError:
+            return ""
+        return str(info.get("run_id", ""))
+
+    def _apply(self, read: FleetRead, run_id: str = "") -> None:
         if self.degraded:
             log.info("registry read again: %d worker(s)", len(read.records))
         self.degraded = False
         self.last_error = ""
-        self.workers = {record.name: record for record in read.records}
+        workers = {record.name: record for record in read.records}
+        now = time.monotonic()
+        if run_id and self._run_id and run_id != self._run_id and self.workers:
+            self._held = {n: r for n, r in self.workers.items() if n not in workers}
+            self._held_until = now + self.config.restart_grace_s
+            if self._held:
+                log.warning(
+                    "the registry restarted (new run id); keeping %d last-known worker(s) for "
+                    "up to %.1f s while they register again",
+                    len(self._held),
+                    self.config.restart_grace_s,
+                )
+        self._run_id = run_id or self._run_id
+        for name in [n for n in self._held if n in workers or now >= self._held_until]:
+            del self._held[name]
+        self.workers = {**self._held, **workers}
         self._note_skipped(read.skipped)
         self.last_refresh = time.monotonic()
         self.last_refresh_at = time.time()

