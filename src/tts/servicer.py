@@ -6,6 +6,8 @@ message; anything else is logged with a traceback and answered INTERNAL with a s
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,7 +20,7 @@ from voicefleet.audio.format import FRAME_MS, FRAME_SAMPLES, OUTPUT_SAMPLE_RATE
 from voicefleet.rpc.generated import tts_pb2, tts_pb2_grpc
 from voicefleet.rpc.registry import WorkerCapabilities, speaks
 from voicefleet.tts.adapters import adapter_classes
-from voicefleet.tts.auth import Credentials
+from voicefleet.tts.auth import REFUSAL_READ_S, Credentials
 from voicefleet.tts.errors import Draining, InvalidRequest, SessionBusy, WorkerError
 from voicefleet.tts.models import ModelManager, ModelStatus
 from voicefleet.tts.session import SessionTable, WorkerSession
@@ -46,6 +48,16 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: Exception, 
     await context.abort(
         grpc.StatusCode.INTERNAL, f"{rpc} failed: internal error ({type(error).__name__})"
     )
+
+
+async def _drain(requests: AsyncIterator[Any]) -> None:
+    """Read what a refused stream's client is still sending (briefly) before the status: a
+    grpc.aio client whose write fails because the call has ended reports INTERNAL, not our
+    status (grpc/grpc#36066), and would count a rejected request as a worker fault."""
+    with contextlib.suppress(Exception):  # too slow or broken: refused all the same
+        async with asyncio.timeout(REFUSAL_READ_S):
+            async for _ in requests:
+                pass
 
 
 def unary_boundary(
@@ -185,6 +197,7 @@ class TTSServicer(tts_pb2_grpc.TTSServicer):
             async for frame in stream.run(first, request_iterator):
                 yield frame
         except Exception as error:
+            await _drain(request_iterator)
             await _abort(context, error, "Synthesize")
         finally:
             if stream is not None and stream.session.stream is stream:
