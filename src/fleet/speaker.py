@@ -73,7 +73,14 @@ class Speaker:
                         await client.start_session(
                             session, self.model, voice=self.voice, language=self.language
                         )
+                except asyncio.CancelledError:
+                    # The worker may have opened it all the same (a reply cancelled by a
+                    # hang-up mid-call): end it there, or it holds a slot until its reaper.
+                    self._spawn(self._end_eventually(client, session))
+                    raise
                 except Exception as error:
+                    if isinstance(error, TimeoutError):  # the same: it may be open there
+                        self._spawn(self._end_eventually(client, session))
                     fault = classify(error)
                     last_error = f"{record.name}: {describe(error)}"
                     log.warning(

@@ -231,6 +231,10 @@ def _decode(text: str, types: dict[str, type[Any]]) -> Any:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise ProtocolError("bad_json", f"message is not valid JSON: {error.msg}") from None
+    except RecursionError:  # valid JSON, nested deeper than the decoder goes
+        raise ProtocolError("bad_message", "message is nested too deeply") from None
+    except ValueError:  # an integer beyond Python's digit limit (int_max_str_digits)
+        raise ProtocolError("bad_message", "message has a number too long to read") from None
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise ProtocolError("bad_message", 'a message must be a JSON object with a "type"')
     kind = data.pop("type")
@@ -260,6 +264,17 @@ def _check_types(kind: str, message: Any) -> None:
             raise ProtocolError("bad_message", f"{kind}.{item.name} must be an integer")
         if expected is not None and expected is not int and not isinstance(value, expected):
             raise ProtocolError("bad_message", f"{kind}.{item.name} must be a {expected.__name__}")
+        if expected is str and not _is_unicode(value):
+            # JSON may escape a lone surrogate ("\ud800"): no UTF-8 for the worker or a log.
+            raise ProtocolError("bad_message", f"{kind}.{item.name} is not valid Unicode")
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def client_message_from_json(text: str) -> ClientMessage:

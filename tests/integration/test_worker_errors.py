@@ -115,3 +115,19 @@ async def test_max_sessions_is_resource_exhausted(start_worker) -> None:  # type
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "max_sessions=2" in message
         await client.end_session("m-1")
         await client.start_session("m-3")
+
+
+async def test_a_rejected_stream_that_is_still_sending_gets_its_status(client: TTSClient) -> None:
+    """Found by tests/fuzz: the worker answered at once while the client was still writing, so
+    a grpc.aio client reported INTERNAL ("Internal error from Core") instead of the status, and
+    a fleet client would count a rejected request against the worker."""
+    sid = "err-still-sending"
+    await client.start_session(sid)
+    chunk = tts_pb2.TextChunk
+    for attempt in range(10):
+        first = chunk(session_id=sid, text="Hi. ", sequence=5)  # out of order
+        rest = [chunk(session_id=sid, text=f"word{i} ", sequence=i + 1) for i in range(300)]
+        code, message = await stream_status(client, [first, *rest])
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, (attempt, code, message)
+        assert "out of order" in message
+    await client.end_session(sid)

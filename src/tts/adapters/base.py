@@ -50,6 +50,9 @@ class SynthesisOptions:
     values: Mapping[str, float] = field(default_factory=dict)
 
 
+DEFAULT_OPTION_MAX = 10.0
+
+
 class TTSAdapter(ABC):
     """Base class of every adapter. Methods are blocking; the worker calls them off the loop."""
 
@@ -59,6 +62,9 @@ class TTSAdapter(ABC):
     option_names: ClassVar[frozenset[str]] = frozenset()
     #: Options that must be > 0 (the others must be >= 0).
     positive_options: ClassVar[frozenset[str]] = frozenset({"length_scale"})
+    #: Largest value of an option (DEFAULT_OPTION_MAX unless listed): one huge length_scale
+    #: would make a single segment take unbounded memory and time.
+    option_max: ClassVar[Mapping[str, float]] = {}
     warm_up_text: ClassVar[str] = "Warm up, one two three."
 
     def __init__(self, spec: ModelSpec) -> None:
@@ -104,11 +110,13 @@ class TTSAdapter(ABC):
                 value = float(text)
             except ValueError:
                 raise InvalidRequest(f"option {key!r} must be a number, got {text!r}") from None
+            top = self.option_max.get(key, DEFAULT_OPTION_MAX)
             if (
                 not math.isfinite(value)
                 or value < 0
                 or (value == 0 and key in self.positive_options)
+                or value > top
             ):
-                raise InvalidRequest(f"option {key!r} out of range: {text!r}")
+                raise InvalidRequest(f"option {key!r} out of range (0-{top:g}): {text!r}")
             values[key] = value
         return SynthesisOptions(voice=voice, values=values)

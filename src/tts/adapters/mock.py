@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import ClassVar
 
 import numpy as np
@@ -44,6 +44,8 @@ class MockAdapter(TTSAdapter):
     name: ClassVar[str] = "mock"
     capabilities: ClassVar[AdapterCapabilities] = AdapterCapabilities(streaming=True, cpu_ok=True)
     option_names: ClassVar[frozenset[str]] = frozenset({"rtf", "length_scale"})
+    # rtf sleeps on a synthesis thread: beyond 2 one session could hold the threads for long.
+    option_max: ClassVar[Mapping[str, float]] = {"rtf": 2.0}
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)

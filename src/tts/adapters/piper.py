@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import ClassVar
 
@@ -35,6 +35,8 @@ class PiperAdapter(TTSAdapter):
     option_names: ClassVar[frozenset[str]] = frozenset(
         {"length_scale", "noise_scale", "noise_w_scale"}
     )
+    # noise_w_scale drives the sampled durations: large values make very long audio.
+    option_max: ClassVar[Mapping[str, float]] = {"noise_scale": 2.0, "noise_w_scale": 2.0}
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)

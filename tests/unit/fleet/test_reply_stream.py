@@ -332,3 +332,35 @@ async def test_heard_is_whole_segments_up_to_the_last_played(cut: int) -> None:
     stream.stop()
     assert stream.heard == TEXT[: TEXT.index(segments(TEXT)[cut]) + len(segments(TEXT)[cut])]
     await stream.aclose()
+
+
+class SlowStartWorker(FakeWorker):
+    """A worker whose StartSession is still in flight when the caller gives up."""
+
+    async def start_session(self, session: str, model: str = "", **_: Any) -> None:
+        self.log.append("start")
+        await asyncio.Event().wait()
+
+
+async def test_a_start_session_cancelled_mid_call_is_ended_on_the_worker() -> None:
+    """Found by tests/fuzz: a client that hung up while its first reply's StartSession was in
+    flight left that worker session open (a slot held until the worker's idle reaper), because
+    the speaker only remembers a session once StartSession has returned."""
+    worker = SlowStartWorker("w1")
+    speaker, _router = speaker_for(worker)
+    opening = asyncio.ensure_future(speaker.open(set()))
+    await asyncio.sleep(0.01)
+    opening.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await opening
+    await speaker.close()
+    assert worker.log == ["start", "end"]
+
+
+async def test_a_start_session_that_times_out_is_ended_on_the_worker() -> None:
+    worker = SlowStartWorker("w1")
+    speaker, _router = speaker_for(worker, start_timeout_s=0.05)
+    with pytest.raises(NoWorkerAvailable):
+        await speaker.open(set())
+    await speaker.close()
+    assert worker.log == ["start", "end"]

@@ -40,6 +40,25 @@ def test_session_options_are_validated_against_the_adapter() -> None:
         adapter.parse_options("alto", {})
 
 
+@pytest.mark.parametrize(
+    ("adapter_class", "key", "text"),
+    [
+        (MockAdapter, "length_scale", "1e6"),  # found by fuzzing: 1e6 asked for ~8 GB of audio
+        (MockAdapter, "length_scale", "10.5"),
+        (MockAdapter, "rtf", "1e6"),  # would hold a synthesis thread for days
+        (PiperAdapter, "length_scale", "1e308"),
+        (PiperAdapter, "noise_w_scale", "50"),
+    ],
+)
+def test_session_options_have_an_upper_bound(
+    adapter_class: type[MockAdapter] | type[PiperAdapter], key: str, text: str
+) -> None:
+    adapter = adapter_class(ModelSpec(id="m", adapter=adapter_class.name))
+    with pytest.raises(InvalidRequest, match=f"option '{key}' out of range"):
+        adapter.parse_options("", {key: text})
+    assert adapter.parse_options("", {key: "1.5"}).values == {key: 1.5}
+
+
 def test_piper_with_zero_noise_is_deterministic() -> None:
     adapter = PiperAdapter(ModelSpec(id="joe", adapter="piper"))
     adapter.load()
