@@ -54,31 +54,31 @@ def driver(stack: FuzzStack) -> Iterator[Driver]:
     built.close()
 
 
-def judge(driver: Driver, outcome_problem: str | None, hung: bool) -> None:
-    assert not driver.stack.dead(), f"crashed: {driver.stack.dead()}"
-    assert not hung, "the case did not complete or close within its bound"
-    assert outcome_problem is None, outcome_problem
-
-
 @sample(120)
 @given(case=ws_cases.single_frame_cases(WS_LIMITS))
 def test_single_websocket_frames(driver: Driver, case: list[Frame]) -> None:
     outcome = driver.ws_case(case, "ws.frame")
-    judge(driver, outcome.problem, outcome.hung)
+    assert not driver.stack.dead(), f"crashed: {driver.stack.dead()}"
+    assert not outcome.hung, "the case did not complete or close within its bound"
+    assert outcome.problem is None, outcome.problem
 
 
 @sample(60)
 @given(case=ws_cases.sequence_cases(WS_LIMITS))
 def test_websocket_frame_sequences(driver: Driver, case: list[Frame]) -> None:
     outcome = driver.ws_case(case, "ws.sequence")
-    judge(driver, outcome.problem, outcome.hung)
+    assert not driver.stack.dead(), f"crashed: {driver.stack.dead()}"
+    assert not outcome.hung, "the case did not complete or close within its bound"
+    assert outcome.problem is None, outcome.problem
 
 
 @sample(80)
 @given(program=grpc_cases.programs(WORKER_LIMITS))
 def test_worker_api_programs(driver: Driver, program: list[Call]) -> None:
     outcome = driver.grpc_program(program)
-    judge(driver, outcome.problem, outcome.hung)
+    assert not driver.stack.dead(), f"crashed: {driver.stack.dead()}"
+    assert not outcome.hung, "the case did not complete or close within its bound"
+    assert outcome.problem is None, outcome.problem
 
 
 def test_after_the_sample_both_tiers_are_alive_clean_and_serving(driver: Driver) -> None:
