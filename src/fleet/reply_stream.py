@@ -69,6 +69,7 @@ class ReplyStream:
         self.error: SpeechFailed | None = None
         self.played_end = 0  # the reply's text up to here was sent to the person
         self._last_played: tuple[int, int] = (-1, -1)  # (segment start, position)
+        self._spoken: list[str] = []  # text of the played segments, in play order
         self.worker_name: str | None = None
         self.paused = False
         self.stopped = False
@@ -103,6 +104,8 @@ class ReplyStream:
 
     def played(self, frame: SpeechFrame) -> None:
         """The frame reached the person: its segment counts as said."""
+        if frame.end > self.played_end:  # a segment not spoken before (nor its start)
+            self._spoken.append(self.text[max(frame.start, self.played_end) : frame.end])
         self.played_end = max(self.played_end, frame.end)
         self._last_played = (frame.start, frame.position)
 
@@ -110,6 +113,15 @@ class ReplyStream:
     def heard(self) -> str:
         """The reply's text the person was sent, whole segments (a cut one counts whole)."""
         return self.text[: self.played_end].strip()
+
+    @property
+    def spoken(self) -> str:
+        """What the played frames spoke, segment by segment in play order, each once.
+
+        Unlike `heard` (a prefix), this skips text no frame spoke: a segment lost in a
+        failover is missing here, so comparing it with `text` checks nothing was lost.
+        """
+        return " ".join(piece.strip() for piece in self._spoken if piece.strip())
 
     async def frames(self) -> AsyncIterator[SpeechFrame]:
         """Every frame to play, each counted as played once the next is asked for."""

@@ -133,11 +133,12 @@ class AudioStart:
 
 @dataclass(frozen=True)
 class AudioEnd:
-    """The reply's last frame has been sent."""
+    """The reply's last frame has been sent; `text` is what its frames spoke."""
 
     type: ClassVar[str] = "audio_end"
     turn: int
     frames: int
+    text: str = ""
 
 
 @dataclass(frozen=True)

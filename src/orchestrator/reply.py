@@ -199,5 +199,7 @@ class Reply:
                 ("reply_truncated", f"the reply was cut at {limit} characters")
             )
         if self.timings.frames_sent:
-            await self._sink.send_event(AudioEnd(turn=self.turn, frames=self.timings.frames_sent))
+            await self._sink.send_event(
+                AudioEnd(self.turn, self.timings.frames_sent, stream.spoken)
+            )
         self._report(ReplyEnded(self.id, completed))

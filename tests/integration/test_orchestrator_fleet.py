@@ -96,6 +96,7 @@ async def test_worker_killed_mid_reply_is_replaced_and_the_reply_completes(
         speaking[0].kill()
         end = await wait_for_event(events, lambda e: isinstance(e, AudioEnd), 40)
         assert isinstance(end, AudioEnd)
+        assert normalize_words(end.text) == normalize_words(LONG_REPLY), "spoken across hosts"
         await session.close()
         heard = transcribe_reply(recognizer, b"".join(session.result.frames))
         assert coverage(LONG_REPLY, heard) >= 0.85, heard

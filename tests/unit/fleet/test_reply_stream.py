@@ -203,6 +203,7 @@ async def test_failover_resends_from_the_incomplete_segment_and_nothing_is_heard
     assert frames[-1].final and stream.error is None
     assert router.failed == ["a"] and stream.failovers == 1
     assert stream.heard == TEXT
+    assert stream.spoken == " ".join(segments(TEXT)), "what the frames spoke: all, once"
     assert [name for name, _ in router.observed] == ["a", "b"], "first-frame latency per worker"
     await speaker.close()
 
@@ -331,6 +332,27 @@ async def test_heard_is_whole_segments_up_to_the_last_played(cut: int) -> None:
             break
     stream.stop()
     assert stream.heard == TEXT[: TEXT.index(segments(TEXT)[cut]) + len(segments(TEXT)[cut])]
+    await stream.aclose()
+
+
+async def test_spoken_names_each_played_segment_once_and_misses_a_skipped_one() -> None:
+    speaker, _ = speaker_for(FakeWorker("a"))
+    stream = speaker.stream(texts(TEXT))
+    while not stream.input_ended:
+        await asyncio.sleep(0.001)
+    stream.stop()
+    parts = segments(TEXT)
+    spans = [(TEXT.index(part), TEXT.index(part) + len(part)) for part in parts]
+
+    def frame(index: int, position: int) -> SpeechFrame:
+        start, end = spans[index]
+        return SpeechFrame(b"", False, index, start, end, 0, position)
+
+    last = len(parts) - 1
+    for index in (0, 0, *range(2, last + 1)):  # segment 1 never reached the person
+        stream.played(frame(index, 0))
+    assert stream.spoken == " ".join([parts[0], *parts[2:]])
+    assert stream.heard == TEXT, "heard is a prefix: it cannot tell"
     await stream.aclose()
 
 
