@@ -102,9 +102,12 @@ async def test_worker_killed_mid_reply_is_replaced_and_the_reply_completes(
         assert coverage(LONG_REPLY, heard) >= 0.85, heard
         # Every sentence exactly once, in order: nothing lost, nothing heard twice.
         words = normalize_words(heard)
-        keys = ["boats", "bread", "ducks", "train"]
-        assert [words.count(key) for key in keys] == [1, 1, 1, 1], heard
-        assert [words.index(key) for key in keys] == sorted(words.index(key) for key in keys)
+        # Two distinctive words per sentence, so one misheard word (tiny.en once heard "the
+        # late train" as "the lake") does not read as a lost sentence.
+        sentences = [("boats", "look"), ("bread", "bakery"), ("ducks", "pond"), ("train", "city")]
+        assert [max(words.count(k) for k in keys) for keys in sentences] == [1, 1, 1, 1], heard
+        first = [min(words.index(k) for k in keys if k in words) for keys in sentences]
+        assert first == sorted(first), heard
         _status, text = orchestrator.get("/metrics")
         assert "voicefleet_tts_failovers_total 1.0" in text
     finally:
