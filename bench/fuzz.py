@@ -7,8 +7,10 @@ unary worker programs and streaming worker programs (tests/fuzz/). Every case is
 oracles (documented codes, no traceback text, no hang); every `--canary-every` cases a fresh
 normal session must still get audio on both tiers and both processes must be alive. Prints a
 summary (cases per target, crashes, hung, unexpected, canaries, RSS start/end/peak, wall time,
-rate) and, as its last line, one JSON object. Exit 1 on any crash, hang, unexpected response,
-failed canary, logged traceback, or RSS growth beyond `--rss-growth-mib`.
+rate, streams whose status the grpc.aio client replaced by its own INTERNAL, grpc/grpc#36066)
+and, as its last line, one JSON object. Exit 1 on any crash, hang, unexpected response,
+failed canary, logged traceback, RSS growth beyond `--rss-growth-mib`, or lost statuses on
+more than `--max-lost-status` of the streaming cases.
 
     .venv/bin/python bench/fuzz.py [--cases 10000] [--seed 0]
 """
@@ -129,7 +131,7 @@ def run_target(run: Run, target: str, count: int, seed_value: int) -> None:
             return
         outcome = execute(case)
         if outcome.target == "grpc.stream" and target == "grpc.unary":
-            outcome = Outcome("grpc.unary", outcome.hung, outcome.problem)
+            outcome = Outcome("grpc.unary", outcome.hung, outcome.problem, outcome.lost_status)
         run.record(outcome, case)
 
     started = time.monotonic()
@@ -148,6 +150,12 @@ def main() -> int:
         "--rss-growth-mib", type=float, default=200.0, help="fail beyond this growth per process"
     )
     parser.add_argument("--only", choices=sorted(SHARES), help="run one target only")
+    parser.add_argument(
+        "--max-lost-status",
+        type=float,
+        default=0.02,
+        help="fail when more than this share of streaming cases lose their status (grpc#36066)",
+    )
     args = parser.parse_args()
 
     valkey = ValkeyServer()
@@ -191,7 +199,8 @@ def report(args: argparse.Namespace, stack: FuzzStack, driver: Driver) -> int:
     for target in shares:
         print(
             f"  {target:12s} {tally.cases[target]:6d} cases  "
-            f"{tally.hung[target]:3d} hung  {tally.unexpected[target]:4d} unexpected"
+            f"{tally.hung[target]:3d} hung  {tally.unexpected[target]:4d} unexpected  "
+            f"{tally.lost_status[target]:3d} status lost by the grpc client (grpc#36066)"
         )
     print(f"  crashed: {run.crashed or 'none'}")
     print(f"  canaries: {run.canaries} run, {len(run.canary_failures)} failed")
@@ -210,8 +219,18 @@ def report(args: argparse.Namespace, stack: FuzzStack, driver: Driver) -> int:
         print(f"  {example}")
 
     too_big = [r for r, g in growth.items() if g > args.rss_growth_mib]
+    lost = sum(tally.lost_status.values())
+    too_lost = lost > args.max_lost_status * max(tally.cases["grpc.stream"], 1)
+    if too_lost:
+        print(f"  {lost} lost statuses: more than {args.max_lost_status:.0%} of the streams")
     failed = bool(
-        run.crashed or tally.failures or run.canary_failures or tracebacks or too_big or settled
+        run.crashed
+        or tally.failures
+        or run.canary_failures
+        or tracebacks
+        or too_big
+        or settled
+        or too_lost
     )
     print(
         json.dumps(
@@ -223,6 +242,7 @@ def report(args: argparse.Namespace, stack: FuzzStack, driver: Driver) -> int:
                 "per_target": dict(tally.cases),
                 "hung": sum(tally.hung.values()),
                 "unexpected": sum(tally.unexpected.values()),
+                "lost_status": sum(tally.lost_status.values()),
                 "crashed": run.crashed,
                 "canaries": run.canaries,
                 "canary_failures": len(run.canary_failures),

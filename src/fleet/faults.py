@@ -5,6 +5,11 @@ request's fault: it fails that reply only, and the worker stays in rotation. A w
 full (or refuses our credentials) is skipped for this reply without a cool-down. Only
 transport and worker faults (the worker is unreachable, timed out, crashed, or stopped
 answering) count against the worker.
+
+One INTERNAL is not the worker's: a grpc.aio client that is still writing a request stream
+when the worker has already ended it with a status replaces that status with its own
+INTERNAL "Internal error from Core" (grpc/grpc#36066, grpcio <= 1.85). The worker's real
+answer (often a refusal of the request) is lost, so the call is skipped, not held against it.
 """
 
 from __future__ import annotations
@@ -39,6 +44,17 @@ _SKIP_CODES = frozenset(
         grpc.StatusCode.UNAUTHENTICATED,
     }
 )
+# What grpc.aio reports for a write onto a stream the peer already closed (grpc/grpc#36066).
+CLIENT_LOST_STATUS = "Internal error from Core"
+
+
+def lost_status(error: BaseException) -> bool:
+    """The client library dropped the worker's status (see the module docstring)."""
+    return (
+        isinstance(error, grpc.aio.AioRpcError)
+        and error.code() is grpc.StatusCode.INTERNAL
+        and (error.details() or "") == CLIENT_LOST_STATUS
+    )
 
 
 def classify(error: BaseException, *, session_known: bool = False) -> Fault:
@@ -55,6 +71,8 @@ def classify(error: BaseException, *, session_known: bool = False) -> Fault:
             return Fault.SKIP
         if code is grpc.StatusCode.NOT_FOUND:
             return Fault.SESSION_GONE if session_known else Fault.REQUEST
+        if lost_status(error):
+            return Fault.SKIP
     return Fault.WORKER
 
 

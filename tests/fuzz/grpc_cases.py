@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from tests.fuzz.oracles import Outcome, leaks_internals
 from tests.fuzz.stack import MODELS, VOICES, WORKER_TOKEN, WorkerLimits
+from voicefleet.fleet.faults import lost_status
 from voicefleet.rpc.generated import tts_pb2, tts_pb2_grpc
 
 S = grpc.StatusCode
@@ -196,6 +197,7 @@ class _Run:
     started: set[str] = field(default_factory=set)
     streams: list[asyncio.Task[None]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    lost_status: int = 0
 
     def sid(self, raw: str) -> str:
         return self.ids.get(raw, raw)
@@ -276,6 +278,9 @@ async def _stream(call: Call, run: _Run) -> None:
         if error.code() is S.DEADLINE_EXCEEDED:
             run.problems.append(f"Synthesize outlived {4 * run.bound_s:g} s (hung stream)")
             return
+        if lost_status(error):
+            run.lost_status += 1  # the worker's own status is gone (grpc/grpc#36066)
+            return
         problem = _judge_status(call, first_id, error.code(), error.details() or "")
         if problem:
             run.problems.append(problem)
@@ -324,7 +329,7 @@ async def run_program(
         for task in run.streams:
             task.cancel()
         return Outcome(target, hung=True)
-    return Outcome(target, problem="; ".join(run.problems) or None)
+    return Outcome(target, problem="; ".join(run.problems) or None, lost_status=run.lost_status)
 
 
 async def _clean_up(run: _Run) -> None:

@@ -3,7 +3,12 @@
 Every case ends as an Outcome: fine, `hung` (it did not complete or close within its bound),
 or `unexpected` (a response the documentation does not allow: an undocumented error code, a
 status the input does not explain, INTERNAL/UNKNOWN from the worker, traceback text, a wrong
-close code, malformed audio). Crashes are judged by the stack (the process exited)."""
+close code, malformed audio). Crashes are judged by the stack (the process exited).
+
+One response is counted apart, neither fine nor unexpected: `lost_status`, a stream the
+worker ended with a status while the client was still writing, which the grpc.aio client
+reports as INTERNAL "Internal error from Core" instead of the worker's status
+(grpc/grpc#36066). The worker's answer cannot be judged then; the count is reported."""
 
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ class Outcome:
     target: str
     hung: bool = False
     problem: str | None = None  # set when the response was not one the docs allow
+    lost_status: int = 0  # streams whose status the client library replaced (grpc#36066)
 
     @property
     def ok(self) -> bool:
@@ -40,12 +46,14 @@ class Tally:
     cases: Counter[str] = field(default_factory=Counter)
     hung: Counter[str] = field(default_factory=Counter)
     unexpected: Counter[str] = field(default_factory=Counter)
+    lost_status: Counter[str] = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
     max_examples: int = 20
 
     def add(self, outcome: Outcome, case: object) -> None:
         """Count one case; keep its description if it went wrong."""
         self.cases[outcome.target] += 1
+        self.lost_status[outcome.target] += outcome.lost_status
         if outcome.hung:
             self.hung[outcome.target] += 1
         elif outcome.problem is not None:
