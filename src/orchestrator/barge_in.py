@@ -44,6 +44,7 @@ class BargeInDetector:
         )
         self._candidate: _Candidate | None = None
         self.last_at = 0.0
+        self.real_onset_at = 0.0  # onset of the last candidate that proved real
 
     @property
     def pending(self) -> bool:
@@ -72,6 +73,7 @@ class BargeInDetector:
             candidate.voiced += 1
             candidate.silent = 0
             if candidate.voiced * FRAME_MS >= self.min_speech_ms:
+                self.real_onset_at = candidate.onset_at
                 self._candidate = None
                 return Signal.REAL
             return None

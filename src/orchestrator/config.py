@@ -22,6 +22,7 @@ from pydantic import (
 from voicefleet.asr.config import ASRConfig
 from voicefleet.fleet.config import RouterConfig
 from voicefleet.fleet.speech import SpeakerSettings
+from voicefleet.orchestrator.end_of_turn import EndOfTurnConfig
 from voicefleet.orchestrator.responder import ResponderConfig
 from voicefleet.orchestrator.turn_state import TurnRules
 from voicefleet.orchestrator.vad import VadConfig
@@ -132,6 +133,7 @@ class PipelineConfig(_Section):
     """Per-session behaviour."""
 
     vad: VadConfig = VadConfig()
+    end_of_turn: EndOfTurnConfig = EndOfTurnConfig()
     barge_in_min_speech_ms: int = Field(250, ge=20, description="voiced time that makes it real")
     barge_in_false_alarm_ms: int = Field(
         250, ge=20, description="silence that ends a barge-in candidate as noise (resume)"
@@ -159,6 +161,7 @@ class PipelineConfig(_Section):
             idle_timeout_s=self.idle_timeout_s,
             max_duration_s=self.max_duration_s,
             max_turns=self.max_turns,
+            end_of_turn=self.end_of_turn,
         )
 
     def speaker_settings(self) -> SpeakerSettings:

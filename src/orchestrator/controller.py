@@ -42,11 +42,13 @@ from voicefleet.orchestrator.turn_events import (
     ReportTurn,
     ResetListening,
     Send,
+    SetHangover,
     StartReply,
     TextInput,
     Tick,
     Transcribe,
     TurnAction,
+    TurnEnded,
     TurnEvent,
 )
 
@@ -194,6 +196,10 @@ class TurnController:
             self.audio_in.set_state(action.state.value)
         elif isinstance(action, Transcribe):
             self._spawn(self.listening.transcribe(action.job, action.audio))
+        elif isinstance(action, SetHangover):
+            self.audio_in.segmenter.set_hangover(action.ms, action.pause_at)
+        elif isinstance(action, TurnEnded):
+            self._timing.end_of_turn = action.how
         elif isinstance(action, StartReply):
             self._start_reply(action)
         elif isinstance(action, CommitReply):

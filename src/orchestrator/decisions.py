@@ -15,6 +15,7 @@ real after `barge_in_min_speech_ms` of voice (the reply is dropped), and a false
 
 from __future__ import annotations
 
+from voicefleet.orchestrator.end_of_turn import Verdict
 from voicefleet.orchestrator.protocol import ErrorEvent, TranscriptEvent
 from voicefleet.orchestrator.session import State
 from voicefleet.orchestrator.speaking import SpeakingDecisions
@@ -30,11 +31,13 @@ from voicefleet.orchestrator.turn_events import (
     ReplyEnded,
     ResetListening,
     Send,
+    SetHangover,
     TextInput,
     Tick,
     Transcribe,
     Transcribed,
     TurnAction,
+    TurnEnded,
     TurnEvent,
     Voicing,
 )
@@ -96,7 +99,7 @@ class TurnCore(SpeakingDecisions):
             if self.state is State.LISTENING and self.rules.speculative:
                 self._drop_speculation("paused again")
                 job = self._next_id()
-                self.speculation = Speculation(job)
+                self.speculation = Speculation(job, pause_at=event.at)
                 self._do(Transcribe(job, event.audio))
                 self._decided("speculation_started", self.turn + 1)
         elif isinstance(event, SpeechResumed):
@@ -111,7 +114,9 @@ class TurnCore(SpeakingDecisions):
                 speculation.ending = event
                 if speculation.text is not None:
                     self.speculation = None
-                    self._end_turn(speculation.text, event, now, speculation.reply)
+                    self._end_turn(
+                        speculation.text, event, now, speculation.reply, speculation.verdict
+                    )
             else:
                 job = self._next_id()
                 self._ending = (job, event)
@@ -145,10 +150,23 @@ class TurnCore(SpeakingDecisions):
                 self._end_turn(result.text, speculation.ending, now, speculation.reply)
             elif result.text and self.state is State.LISTENING:
                 # Prepared while the silence runs; nobody hears it until the turn is confirmed.
-                speculation.reply = self._start_reply(self.turn + 1, result.text, "answer", None)
+                text = self._with_carry(result.text)
+                speculation.reply = self._start_reply(self.turn + 1, text, "answer", None)
+                if self.rules.semantic:
+                    self._judge(speculation, result.text)
         elif ending is not None:
             self._ending = None
             self._end_turn(result.text, ending[1], now, None)
+
+    def _judge(self, speculation: Speculation, text: str) -> None:
+        verdict = self.rules.judge.judge(text)
+        wait_ms = self.rules.end_of_turn.wait_ms(verdict)
+        speculation.verdict = verdict
+        self._do(SetHangover(wait_ms, speculation.pause_at))
+        self._decided("end_of_turn_judged", self.turn + 1, f"{verdict.value}: {wait_ms} ms")
+
+    def _with_carry(self, text: str) -> str:
+        return f"{self._carry} {text}" if self._carry else text
 
     def _drop_speculation(self, why: str) -> None:
         speculation, self.speculation = self.speculation, None
@@ -158,11 +176,22 @@ class TurnCore(SpeakingDecisions):
             self._do(CancelReply(speculation.reply.id, "speculation dropped"))
         self._decided("speculation_dropped", self.turn + 1, why)
 
-    def _end_turn(self, text: str, ended: SpeechEnded, now: float, held: ReplyState | None) -> None:
+    def _end_turn(
+        self,
+        text: str,
+        ended: SpeechEnded,
+        now: float,
+        held: ReplyState | None,
+        verdict: Verdict | None = None,
+    ) -> None:
         if not text.strip() or self.state is not State.LISTENING:
             if held is not None:
                 self._do(CancelReply(held.id, "no words"))
             return
+        text, self._carry = self._with_carry(text), ""
+        early = verdict is not None and verdict is not Verdict.INCOMPLETE
+        self._released = (ended.at, text) if early else None
+        self._do(TurnEnded("silence" if verdict is None else f"semantic/{verdict.value}"))
         self.turn += 1
         speech_end_at = now - (ended.decided_at - ended.at)
         self._do(Measured("endpoint_ms", (ended.decided_at - ended.at) * 1000))
@@ -185,6 +214,7 @@ class TurnCore(SpeakingDecisions):
             return
         self._drop_speculation("text input")
         self._ending = None
+        self._released, self._carry = None, ""
         self.in_speech = False
         self.barge_in.reset()
         self._do(ResetListening())

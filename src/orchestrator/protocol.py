@@ -178,6 +178,7 @@ class TurnMetrics:
     first_frame_ms: float | None = None
     ttfa_ms: float | None = None
     barge_in_ms: float | None = None
+    end_of_turn: str | None = None  # how the turn's end was decided: silence, semantic/<verdict>
 
 
 @dataclass(frozen=True)

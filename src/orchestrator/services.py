@@ -48,6 +48,7 @@ class TurnTiming:
     endpoint_ms: float | None = None
     asr_ms: float | None = None
     barge_in_ms: float | None = None
+    end_of_turn: str | None = None
 
     def report(self, reply: Reply, metrics: OrchestratorMetrics) -> TurnMetrics:
         """The turn's metrics event; TTS first-frame latency and TTFA also go to Prometheus."""
@@ -67,6 +68,7 @@ class TurnTiming:
             first_frame_ms=_round(first_frame_ms),
             ttfa_ms=_round(ttfa_ms),
             barge_in_ms=_round(self.barge_in_ms),
+            end_of_turn=self.end_of_turn,
         )
 
 

@@ -32,6 +32,7 @@ class SpeakingDecisions(CoreState):
             self._candidate(reply, frame.at)
         elif signal is Signal.REAL:
             self._decided("barge_in_real", reply.turn)
+            self._continued(reply)
             self._cancel_reply("barge_in")
         else:
             self._false_alarm(reply, now)
@@ -41,6 +42,20 @@ class SpeakingDecisions(CoreState):
         self._decided("barge_in_candidate", reply.turn, "audible" if reply.audible else "held")
         if reply.audible:
             self._pause_client(reply, at)
+
+    def _continued(self, reply: ReplyState) -> None:
+        """Speech soon after a turn the judge ended early is that turn going on: its words are
+        carried into the next turn, and neither they nor the cut-in reply enter history."""
+        released, self._released = self._released, None
+        if released is None or not reply.user:
+            return
+        speech_end, text = released
+        gap_ms = (self.barge_in.real_onset_at - speech_end) * 1000
+        if gap_ms > self.rules.end_of_turn.incomplete_ms:
+            return
+        self._carry = text
+        reply.user = ""  # not remembered: the person had not finished
+        self._decided("turn_continued", reply.turn, f"{gap_ms:.0f} ms after its end")
 
     def _pause_client(self, reply: ReplyState, at: float) -> None:
         self._do(Send(AudioPause(turn=reply.turn, input_ms=round(at * 1000, 1))))

@@ -217,8 +217,25 @@ class Close:
     message: str | None = None
 
 
+@dataclass(frozen=True)
+class SetHangover:
+    """End the pause that began at `pause_at` (stream seconds) after `ms` of silence."""
+
+    ms: int
+    pause_at: float
+
+
+@dataclass(frozen=True)
+class TurnEnded:
+    """How the end of this turn was decided: `policy/verdict` (e.g. semantic/complete)."""
+
+    how: str
+
+
 TurnAction = (
     Transcribe
+    | SetHangover
+    | TurnEnded
     | StartReply
     | CommitReply
     | HoldReply

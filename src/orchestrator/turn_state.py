@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from voicefleet.orchestrator.barge_in import BargeInDetector
+from voicefleet.orchestrator.end_of_turn import (
+    CompletenessJudge,
+    EndOfTurnConfig,
+    RuleJudge,
+    Verdict,
+)
 from voicefleet.orchestrator.protocol import StateChanged
 from voicefleet.orchestrator.session import SessionStateMachine, State
 from voicefleet.orchestrator.turn_events import (
@@ -29,6 +35,13 @@ class TurnRules:
     idle_timeout_s: float = 300.0
     max_duration_s: float = 3600.0
     max_turns: int = 0
+    end_of_turn: EndOfTurnConfig = field(default_factory=lambda: EndOfTurnConfig(policy="silence"))
+    judge: CompletenessJudge = field(default_factory=RuleJudge)
+
+    @property
+    def semantic(self) -> bool:
+        """Whether the judge picks the silence that ends a turn."""
+        return self.end_of_turn.policy == "semantic"
 
 
 @dataclass
@@ -46,6 +59,8 @@ class Speculation:
     text: str | None = None  # None while transcribing
     reply: ReplyState | None = None
     ending: SpeechEnded | None = None  # the turn ended; waiting for the text
+    pause_at: float = 0.0  # stream seconds where the pause began
+    verdict: Verdict | None = None  # the judge's, once the text is in (semantic policy)
 
 
 class CoreState:
@@ -63,6 +78,10 @@ class CoreState:
         self.in_speech = False
         self._ending: tuple[int, SpeechEnded] | None = None  # a turn waiting for its ASR job
         self._ended_at = now  # when the last end of speech was decided
+        # A turn the judge ended early: where its speech ended (stream s), and its text; speech
+        # resuming soon after is the same turn going on (see SpeakingDecisions).
+        self._released: tuple[float, str] | None = None
+        self._carry = ""  # the words of a turn that went on, to prefix to its continuation
         self._ids = 0
         self._started = now
         self._last_activity = now

@@ -140,6 +140,24 @@ class VoiceActivitySegmenter:
         self._last_voiced_end = 0.0
         self._paused = False
         self._last_voiced = False
+        self._hangover_ms = self.config.hangover_ms
+
+    @property
+    def hangover_ms(self) -> int:
+        """The silence that will end the speech in progress."""
+        return self._hangover_ms
+
+    def set_hangover(self, ms: int, pause_at: float) -> bool:
+        """End the current pause after `ms` of silence instead of the configured hangover.
+
+        Applies only while the pause that began at `pause_at` (SpeechPaused.at) still runs;
+        speech resuming, a new utterance or reset() bring back the configured hangover.
+        Returns whether it applied. A hangover already exceeded ends speech at the next frame.
+        """
+        if not (self._in_speech and self._paused and round(self._last_voiced_end, 3) == pause_at):
+            return False
+        self._hangover_ms = ms
+        return True
 
     @property
     def in_speech(self) -> bool:
@@ -182,6 +200,7 @@ class VoiceActivitySegmenter:
         self._window.clear()
         self._silence_frames = 0
         self._paused = False
+        self._hangover_ms = self.config.hangover_ms
 
     def _frame(self, frame: Pcm16) -> list[VadEvent]:
         self._frames += 1
@@ -209,6 +228,7 @@ class VoiceActivitySegmenter:
         self._voiced_frames = self._start_frames
         self._silence_frames = 0
         self._paused = False
+        self._hangover_ms = self.config.hangover_ms
         self._last_voiced_end = end
         return [SpeechStarted(at=round(started, 3))]
 
@@ -221,6 +241,7 @@ class VoiceActivitySegmenter:
             self._silence_frames = 0
             if self._paused:
                 self._paused = False
+                self._hangover_ms = self.config.hangover_ms
                 events.append(SpeechResumed(at=round(end - FRAME_MS / 1000, 3)))
         else:
             self._silence_frames += 1
@@ -231,7 +252,7 @@ class VoiceActivitySegmenter:
                 SpeechPaused(at=round(self._last_voiced_end, 3), audio=self.utterance_audio())
             )
         too_long = len(self._utterance) * FRAME_MS / 1000 >= self.config.max_utterance_s
-        if silence_ms >= self.config.hangover_ms or too_long:
+        if silence_ms >= self._hangover_ms or too_long:
             events.append(
                 SpeechEnded(
                     at=round(self._last_voiced_end, 3),

@@ -24,6 +24,7 @@ from voicefleet.orchestrator.protocol import (
     AudioResume,
     AudioStart,
     TranscriptEvent,
+    TurnMetrics,
 )
 
 STORY = (
@@ -98,9 +99,10 @@ def one_worker(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iter
     built.stop()
 
 
-def llm_orchestrator(stack: Stack, llm: FakeLLM) -> Any:
+def llm_orchestrator(stack: Stack, llm: FakeLLM, policy: str = "semantic") -> Any:
     return stack.orchestrator(
-        responder={"kind": "openai", "openai": {"base_url": llm.url, "model": "fake"}}
+        responder={"kind": "openai", "openai": {"base_url": llm.url, "model": "fake"}},
+        pipeline={"end_of_turn": {"policy": policy}},
     )
 
 
@@ -163,7 +165,8 @@ async def test_history_holds_the_whole_utterance_and_what_was_played_not_the_spe
             silence(1.0),
         ]
     )
-    orchestrator = llm_orchestrator(one_worker, llm)
+    # The fixed hangover: the pause is shorter than it, so the speculation is dropped.
+    orchestrator = llm_orchestrator(one_worker, llm, policy="silence")
     session, events = await open_session(orchestrator.ws_url)
     mic = Microphone(session)
     mic.start()
@@ -183,6 +186,77 @@ async def test_history_holds_the_whole_utterance_and_what_was_played_not_the_spe
         ("user", finals[0].text.strip()),
         ("assistant", "It is sunny and warm in Paris today."),
     ], last
+
+
+async def _speak_then_ask_tomorrow(
+    stack: Stack, llm: FakeLLM, utterance: np.ndarray
+) -> tuple[list[TranscriptEvent], list[Any], list[tuple[str, str]]]:
+    """Play `utterance`, wait for the answer to end, type a follow-up; the finals, the
+    metrics events and the history the LLM got with the follow-up."""
+    orchestrator = llm_orchestrator(stack, llm)
+    session, events = await open_session(orchestrator.ws_url)
+    mic = Microphone(session)
+    mic.start()
+    mic.play(utterance)
+    await wait_for_event(
+        events, lambda e: isinstance(e, AudioEnd) and "paris" in e.text.lower(), 40
+    )
+    await session.send_text("And tomorrow?", "answer")
+    await wait_for_event(events, lambda e: isinstance(e, AudioEnd) and "rains" in e.text, 30)
+    await mic.stop()
+    await session.close()
+    finals = [e for e in events if isinstance(e, TranscriptEvent) and e.final]
+    metrics = [e for e in events if isinstance(e, TurnMetrics)]
+    last = llm.history(len(llm.bodies) - 1)
+    assert last[-1] == ("user", "And tomorrow?")
+    return finals, metrics, last[:-1]
+
+
+async def test_a_pause_after_an_unfinished_clause_waits_and_gives_one_turn(
+    one_worker: Stack, llm: FakeLLM
+) -> None:
+    llm.answers = {"seven": "Booked: a table in Paris for two at seven.", "tomorrow": "It rains."}
+    llm.replies = ["Sure."] * 5
+    utterance = np.concatenate(
+        [
+            trim(piper_speech("I would like to book a table for")),
+            silence(0.7),  # longer than the silence policy's 600 ms
+            trim(piper_speech("two people at seven.")),
+            silence(2.0),
+        ]
+    )
+    finals, metrics, history = await _speak_then_ask_tomorrow(one_worker, llm, utterance)
+    assert len(finals) == 1, finals
+    said = finals[0].text.lower()
+    assert "table" in said and "seven" in said, said
+    assert history == [
+        ("user", finals[0].text.strip()),
+        ("assistant", "Booked: a table in Paris for two at seven."),
+    ], history
+    assert metrics[0].end_of_turn is not None and metrics[0].end_of_turn.startswith("semantic/")
+
+
+async def test_speech_resuming_after_an_early_end_becomes_one_user_turn(
+    one_worker: Stack, llm: FakeLLM
+) -> None:
+    llm.answers = {"paris": "It is sunny and warm in Paris today.", "tomorrow": "It rains."}
+    llm.replies = ["Let me check the weather for you, one moment please."] * 5
+    utterance = np.concatenate(
+        [
+            trim(piper_speech("What is the weather like?")),  # sounds finished
+            silence(0.5),
+            trim(piper_speech("In Paris today?")),
+            silence(2.0),
+        ]
+    )
+    finals, _, history = await _speak_then_ask_tomorrow(one_worker, llm, utterance)
+    # Whether the first half ended a turn depends on Whisper's punctuation; either way the
+    # history holds one user turn with both halves and the answer to it.
+    assert 1 <= len(finals) <= 2, finals
+    assert len(history) == 2 and history[0][0] == "user", history
+    said = history[0][1].lower()
+    assert "weather" in said and "paris" in said, history
+    assert history[1] == ("assistant", "It is sunny and warm in Paris today."), history
 
 
 async def test_history_after_a_barge_in_holds_only_the_segments_played(

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from voicefleet.orchestrator.decisions import TurnCore, TurnRules
+from voicefleet.orchestrator.end_of_turn import EndOfTurnConfig
 from voicefleet.orchestrator.protocol import (
     AudioCancel,
     AudioPause,
@@ -28,12 +29,14 @@ from voicefleet.orchestrator.turn_events import (
     ReplyEnded,
     ReportTurn,
     Send,
+    SetHangover,
     StartReply,
     TextInput,
     Tick,
     Transcribe,
     Transcribed,
     TurnAction,
+    TurnEnded,
     TurnEvent,
     Voicing,
 )
@@ -344,3 +347,91 @@ def test_a_cancelled_reply_reports_and_cancels_the_client_playback() -> None:
     assert [r.reply for r in of(out, Remember)] == [reply]
     assert [s.turn for s in of(out, StartReply)] == [2]
     assert script.state is State.WAITING_FOR_INPUT
+
+
+# -- end of turn by meaning ----------------------------------------------------------------
+
+SEMANTIC = TurnRules(
+    onset_ms=100,
+    barge_in_min_speech_ms=250,
+    false_alarm_ms=120,
+    end_of_turn=EndOfTurnConfig(complete_ms=200, incomplete_ms=1200, unsure_ms=600),
+)
+
+
+def _paused_with(script: Script, text: str) -> tuple[float, list[TurnAction]]:
+    _utterance(script)
+    pause_at = script.now
+    job = only(script.event(Heard(SpeechPaused(at=pause_at, audio=AUDIO))), Transcribe)
+    return pause_at, script.event(Transcribed(job.job, text))
+
+
+@pytest.mark.parametrize(
+    ("text", "wait_ms", "verdict"),
+    [
+        ("What time is it?", 200, "complete"),
+        ("I would like to book a table for", 1200, "incomplete"),
+        ("hello there", 600, "unsure"),
+    ],
+)
+def test_the_speculative_transcript_sets_the_silence_that_ends_the_turn(
+    text: str, wait_ms: int, verdict: str
+) -> None:
+    script = Script(SEMANTIC)
+    pause_at, out = _paused_with(script, text)
+    hangover = only(out, SetHangover)
+    assert hangover == SetHangover(wait_ms, pause_at)
+    assert [d.detail for d in of(out, Decided)] == [f"{verdict}: {wait_ms} ms"]
+    ended = script.event(Heard(SpeechEnded(at=1.0, decided_at=1.2, audio=AUDIO, voiced_s=0.4)))
+    assert of(ended, TurnEnded) == [TurnEnded(f"semantic/{verdict}")]
+    assert only(ended, CommitReply)
+
+
+def test_the_silence_policy_sets_no_hangover() -> None:
+    script = Script()
+    _, out = _paused_with(script, "What time is it?")
+    assert not of(out, SetHangover)
+    ended = script.event(Heard(SpeechEnded(at=1.0, decided_at=1.6, audio=AUDIO, voiced_s=0.4)))
+    assert of(ended, TurnEnded) == [TurnEnded("silence")]
+
+
+def test_speech_soon_after_an_early_end_is_the_same_turn_going_on() -> None:
+    script = Script(SEMANTIC)
+    _paused_with(script, "Book a table for two.")
+    end_at = script.now - 0.12
+    script.now += 0.1
+    out = script.event(
+        Heard(SpeechEnded(at=end_at, decided_at=end_at + 0.2, audio=AUDIO, voiced_s=1))
+    )
+    first = only(out, CommitReply)
+    script.event(ReplyAudible(first.reply))
+    script.frames(False, 300)
+    mark = len(script.actions)
+    script.frames(True, 400)  # the person goes on, 0.5 s after the end: a barge-in
+    assert script.sent(mark) == ["audio_pause", "audio_cancel"]
+    assert [d.decision for d in of(script.actions[mark:], Decided)][-1:] == ["turn_continued"]
+    assert not of(script.actions, Remember), "neither half is history yet"
+    _, out = _paused_with(script, "At seven.")
+    held = only(out, StartReply)
+    assert held.text == "Book a table for two. At seven."
+    ended = script.event(Heard(SpeechEnded(at=9.0, decided_at=9.2, audio=AUDIO, voiced_s=1)))
+    assert messages(ended) == [
+        TranscriptEvent(text="Book a table for two. At seven.", final=True, turn=2)
+    ]
+    script.event(ReplyAudible(held.reply))
+    script.event(ReplyEnded(held.reply, completed=True))
+    assert [r.user for r in of(script.actions, Remember)] == ["Book a table for two. At seven."]
+
+
+def test_an_interruption_long_after_the_end_is_a_new_turn() -> None:
+    script = Script(SEMANTIC)
+    _paused_with(script, "Tell me a story.")
+    out = script.event(Heard(SpeechEnded(at=1.0, decided_at=1.2, audio=AUDIO, voiced_s=1)))
+    reply = only(out, CommitReply).reply
+    script.event(ReplyAudible(reply))
+    script.frames(False, 200)
+    script.now = 5.0  # 4 s into the story
+    script.frames(True, 400)
+    assert script.sent()[-2:] == ["audio_pause", "audio_cancel"]
+    assert "turn_continued" not in [d.decision for d in of(script.actions, Decided)]
+    assert [r.user for r in of(script.actions, Remember)] == ["Tell me a story."]

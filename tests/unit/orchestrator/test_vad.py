@@ -89,3 +89,43 @@ def test_noise_floor_adapts_to_the_background() -> None:
 
 def test_resume_event_type_is_exported() -> None:
     assert SpeechResumed(at=1.0).at == 1.0
+
+
+def test_a_shorter_hangover_set_during_a_pause_ends_that_pause_early() -> None:
+    speech = piper_speech("Book a table for two.")
+    audio = with_silence(speech, RATE, before_s=0.5, after_s=1.5)
+    segmenter = VoiceActivitySegmenter(VadConfig(hangover_ms=1000, speculate_ms=100))
+    events: list[object] = []
+    applied = []
+    for start in range(0, audio.size, 320):
+        for event in segmenter.push(audio[start : start + 320]):
+            events.append(event)
+            if isinstance(event, SpeechPaused):
+                assert not segmenter.set_hangover(200, event.at + 0.02), "another pause's"
+                applied.append(segmenter.set_hangover(200, event.at))
+    ends = [e for e in events if isinstance(e, SpeechEnded)]
+    assert len(ends) == 1 and applied[-1]
+    assert abs(ends[0].decided_at - ends[0].at - 0.2) < 0.03
+
+
+def test_a_set_hangover_is_forgotten_when_speech_resumes() -> None:
+    first = piper_speech("This is the first half.")
+    second = piper_speech("And this is the second half.")
+    gap = np.zeros(int(0.4 * RATE), np.int16)
+    audio = with_silence(np.concatenate([first, gap, second]), RATE, before_s=0.5, after_s=1.5)
+    segmenter = VoiceActivitySegmenter(VadConfig(hangover_ms=700, speculate_ms=100))
+    events: list[object] = []
+    pauses = 0
+    for start in range(0, audio.size, 320):
+        for event in segmenter.push(audio[start : start + 320]):
+            events.append(event)
+            if isinstance(event, SpeechPaused):
+                pauses += 1
+                # the first pause gets a long wait; later ones keep the configured hangover
+                if pauses == 1:
+                    assert segmenter.set_hangover(3000, event.at)
+            if isinstance(event, SpeechResumed):
+                assert segmenter.hangover_ms == 700
+    ends = [e for e in events if isinstance(e, SpeechEnded)]
+    assert len(ends) == 1
+    assert abs(ends[0].decided_at - ends[0].at - 0.7) < 0.03

@@ -1,0 +1,125 @@
+"""When a pause ends the turn: the completeness judge and the silence each verdict waits.
+
+A fixed silence is a bad judge of the end of a turn: long enough for "I'd like a table for …
+two" makes every reply wait, short enough to reply fast cuts in on that pause. When silence
+begins the speculative transcript is already being made; a judge reads it and says whether the
+utterance sounds finished. The turn then ends after `complete_ms` of silence if it does,
+`incomplete_ms` if it sounds unfinished, `unsure_ms` if the judge cannot tell. Until the
+transcript arrives the segmenter's own hangover (`vad.hangover_ms`) applies, so a slow
+recognizer never makes a turn wait longer than the silence policy would.
+
+`policy: silence` keeps the fixed hangover (no judge). The judge is a protocol: `RuleJudge`
+reads Whisper's text (its trailing punctuation and the last word); an audio model can stand
+behind the same protocol where measurements show it helps.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Verdict(enum.Enum):
+    """What a judge makes of an utterance so far."""
+
+    COMPLETE = "complete"
+    INCOMPLETE = "incomplete"
+    UNSURE = "unsure"
+
+
+class CompletenessJudge(Protocol):
+    """Judges whether a transcript sounds like a finished turn."""
+
+    name: str
+
+    def judge(self, text: str) -> Verdict:
+        """The verdict on `text` (a transcript that may be cut mid-sentence)."""
+        ...
+
+
+class EndOfTurnConfig(BaseModel):
+    """`pipeline.end_of_turn`: how long a pause ends the turn."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: Literal["semantic", "silence"] = Field(
+        "semantic", description="semantic: the judge picks the silence; silence: vad.hangover_ms"
+    )
+    complete_ms: int = Field(200, ge=60, le=5000, description="silence after a finished turn")
+    incomplete_ms: int = Field(1200, ge=60, le=10000, description="silence after an unfinished")
+    unsure_ms: int = Field(600, ge=60, le=10000, description="silence when the judge can't tell")
+
+    def wait_ms(self, verdict: Verdict) -> int:
+        """The silence that ends a turn judged `verdict`."""
+        if verdict is Verdict.COMPLETE:
+            return self.complete_ms
+        if verdict is Verdict.INCOMPLETE:
+            return self.incomplete_ms
+        return self.unsure_ms
+
+
+# Words a finished English sentence almost never ends on: conjunctions, prepositions,
+# articles and determiners, auxiliaries and modals, subject pronouns, fillers.
+_UNFINISHED = """
+and or but so because if when while that which who whose whom then than as nor yet
+although though unless until since whether where
+for to of in on at with from by about into onto over under after before between through
+without within during against toward towards around near across behind beside upon via per
+a an the my your his her its our their this these those some any each every no another
+is are was were am be been being can could would should will shall may might must
+do does did have has had gonna wanna
+i we they he she i'm i'd i'll we're we'd they're let's
+um uh er erm hmm uhm mm ah eh
+"""
+_OPENERS = "so well okay ok alright right and but um uh hmm like"
+_ASKING = "can could would will shall should do does did is are was were may might"
+
+
+def _word_set(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# Words a finished English sentence almost never ends on: conjunctions, prepositions,
+# articles and determiners, auxiliaries and modals, subject pronouns, fillers.
+UNFINISHED_WORDS = _word_set(_UNFINISHED)
+# A transcript that is only a filler or an opener is not a turn yet.
+OPENERS = _word_set(_OPENERS)
+# "Could you", "Do we": a question that has only begun.
+ASKING = _word_set(_ASKING)
+
+_WORD = re.compile(r"[a-z']+")
+
+
+class RuleJudge:
+    """Whisper's punctuation and the last word.
+
+    - `?` or `!` at the end: complete.
+    - `,` `;` `:` `-` `…` or `...` at the end: incomplete (Whisper marks a trailing-off clause).
+    - the last word is one a sentence does not end on (UNFINISHED_WORDS), or the whole text is
+      an opener ("So", "Well,"), or a question that has only begun ("Could you"): incomplete,
+      whatever the punctuation (Whisper often closes a cut-off clause with a period).
+    - otherwise `.` at the end: complete; no punctuation at all: unsure.
+    """
+
+    name = "rules"
+
+    def judge(self, text: str) -> Verdict:
+        """See the class docstring."""
+        stripped = text.strip()
+        words = _WORD.findall(stripped.lower().replace("\u2019", "'"))
+        if not words:
+            return Verdict.UNSURE
+        if stripped.endswith(("...", "\u2026", ",", ";", ":", "-", "\u2014")):
+            return Verdict.INCOMPLETE
+        if stripped.endswith(("?", "!")):
+            return Verdict.COMPLETE
+        if words[-1] in UNFINISHED_WORDS or all(word in OPENERS for word in words):
+            return Verdict.INCOMPLETE
+        if len(words) <= 2 and words[0] in ASKING:
+            return Verdict.INCOMPLETE
+        if stripped.endswith("."):
+            return Verdict.COMPLETE
+        return Verdict.UNSURE

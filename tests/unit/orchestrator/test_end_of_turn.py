@@ -1,0 +1,70 @@
+"""The completeness judge on a table of transcripts, and the silence each verdict waits."""
+
+from __future__ import annotations
+
+import pytest
+
+from voicefleet.orchestrator.end_of_turn import EndOfTurnConfig, RuleJudge, Verdict
+
+C, N, U = Verdict.COMPLETE, Verdict.INCOMPLETE, Verdict.UNSURE
+
+TABLE = [
+    # finished sentences, as Whisper punctuates them
+    ("What is the weather like in Paris today?", C),
+    ("Please book a table for two at seven.", C),
+    ("Yes.", C),
+    ("No!", C),
+    ("Thank you so much.", C),
+    ("What is the weather like?", C),
+    ("Turn off the lights in the kitchen.", C),
+    # cut off mid-clause: the last word gives it away, whatever the punctuation
+    ("I would like to book a table for", N),
+    ("I would like to book a table for.", N),
+    ("I'd like to book a table for...", N),
+    ("Can you tell me the", N),
+    ("Send it to my", N),
+    ("I was thinking that", N),
+    ("We need bread and", N),
+    ("Call me when", N),
+    ("The meeting is at", N),
+    ("What I want is", N),
+    ("So, um", N),
+    ("Could you", N),
+    ("Do we?", C),
+    ("Thank you.", C),
+    ("And then I", N),
+    ("I\u2019m", N),
+    # trailing punctuation Whisper uses for a clause that trails off
+    ("I need to go to the station,", N),
+    ("Well,", N),
+    ("Let me think\u2026", N),
+    ("The first thing is this:", N),
+    ("So", N),
+    ("Okay so", N),
+    # nothing to go on
+    ("", U),
+    ("   ", U),
+    ("...", U),
+    ("book a table for two at seven", U),
+    ("hello there", U),
+]
+
+
+@pytest.mark.parametrize(("text", "verdict"), TABLE)
+def test_rule_judge(text: str, verdict: Verdict) -> None:
+    assert RuleJudge().judge(text) is verdict
+
+
+def test_each_verdict_waits_its_own_silence() -> None:
+    config = EndOfTurnConfig(complete_ms=180, incomplete_ms=1300, unsure_ms=500)
+    assert config.wait_ms(C) == 180
+    assert config.wait_ms(N) == 1300
+    assert config.wait_ms(U) == 500
+    assert EndOfTurnConfig().policy == "semantic"
+
+
+def test_settings_are_bounded() -> None:
+    with pytest.raises(ValueError, match="complete_ms"):
+        EndOfTurnConfig(complete_ms=10)
+    with pytest.raises(ValueError, match="policy"):
+        EndOfTurnConfig(policy="vibes")  # type: ignore[arg-type]
