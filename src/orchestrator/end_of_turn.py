@@ -46,9 +46,9 @@ class EndOfTurnConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     policy: Literal["semantic", "silence"] = Field(
-        "semantic", description="semantic: the judge picks the silence; silence: vad.hangover_ms"
+        "silence", description="semantic: the judge picks the silence; silence: vad.hangover_ms"
     )
-    complete_ms: int = Field(200, ge=60, le=5000, description="silence after a finished turn")
+    complete_ms: int = Field(300, ge=60, le=5000, description="silence after a finished turn")
     incomplete_ms: int = Field(1200, ge=60, le=10000, description="silence after an unfinished")
     unsure_ms: int = Field(600, ge=60, le=10000, description="silence when the judge can't tell")
 
@@ -64,15 +64,18 @@ class EndOfTurnConfig(BaseModel):
 # Words a finished English sentence almost never ends on: conjunctions, prepositions,
 # articles and determiners, auxiliaries and modals, subject pronouns, fillers.
 _UNFINISHED = """
-and or but so because if when while that which who whose whom then than as nor yet
-although though unless until since whether where
+and or but so because if when while that which whose whom than nor
+although though unless until since whether
 for to of in on at with from by about into onto over under after before between through
 without within during against toward towards around near across behind beside upon via per
-a an the my your his her its our their this these those some any each every no another
+a an the my your his her its our their these those some every another
+um uh er erm hmm uhm mm ah eh
+"""
+# Weaker: a question may end on them ("Do we?", "Is it?"), so "?" and "!" win over these.
+_UNFINISHED_UNLESS_ASKED = """
 is are was were am be been being can could would should will shall may might must
 do does did have has had gonna wanna
 i we they he she i'm i'd i'll we're we'd they're let's
-um uh er erm hmm uhm mm ah eh
 """
 _OPENERS = "so well okay ok alright right and but um uh hmm like"
 _ASKING = "can could would will shall should do does did is are was were may might"
@@ -85,23 +88,28 @@ def _word_set(text: str) -> frozenset[str]:
 # Words a finished English sentence almost never ends on: conjunctions, prepositions,
 # articles and determiners, auxiliaries and modals, subject pronouns, fillers.
 UNFINISHED_WORDS = _word_set(_UNFINISHED)
+UNFINISHED_UNLESS_ASKED = _word_set(_UNFINISHED_UNLESS_ASKED)
 # A transcript that is only a filler or an opener is not a turn yet.
 OPENERS = _word_set(_OPENERS)
 # "Could you", "Do we": a question that has only begun.
 ASKING = _word_set(_ASKING)
 
-_WORD = re.compile(r"[a-z']+")
+_WORD = re.compile(r"[a-z0-9']+")
 
 
 class RuleJudge:
-    """Whisper's punctuation and the last word.
+    """Whisper's punctuation and the last word, in this order.
 
-    - `?` or `!` at the end: complete.
-    - `,` `;` `:` `-` `…` or `...` at the end: incomplete (Whisper marks a trailing-off clause).
-    - the last word is one a sentence does not end on (UNFINISHED_WORDS), or the whole text is
-      an opener ("So", "Well,"), or a question that has only begun ("Could you"): incomplete,
-      whatever the punctuation (Whisper often closes a cut-off clause with a period).
-    - otherwise `.` at the end: complete; no punctuation at all: unsure.
+    1. `,` `;` `:` `-` `…` or `...` at the end: incomplete (a clause trailing off).
+    2. The last word is one a sentence does not end on (UNFINISHED_WORDS: conjunctions,
+       prepositions, articles, fillers), or the text is only an opener ("So", "Well"):
+       incomplete, whatever the punctuation (Whisper often closes a cut-off clause with "."
+       or even "?": "Can you send the report to?").
+    3. `?` or `!` at the end: complete.
+    4. The last word is one a question may end on but a statement rarely does (auxiliaries,
+       modals, subject pronouns: "Do we?" vs "And then I"), or the text is a question that
+       has only begun ("Could you"): incomplete.
+    5. `.` at the end: complete; no punctuation at all: unsure.
     """
 
     name = "rules"
@@ -114,11 +122,11 @@ class RuleJudge:
             return Verdict.UNSURE
         if stripped.endswith(("...", "\u2026", ",", ";", ":", "-", "\u2014")):
             return Verdict.INCOMPLETE
-        if stripped.endswith(("?", "!")):
-            return Verdict.COMPLETE
         if words[-1] in UNFINISHED_WORDS or all(word in OPENERS for word in words):
             return Verdict.INCOMPLETE
-        if len(words) <= 2 and words[0] in ASKING:
+        if stripped.endswith(("?", "!")):
+            return Verdict.COMPLETE
+        if words[-1] in UNFINISHED_UNLESS_ASKED or (len(words) <= 2 and words[0] in ASKING):
             return Verdict.INCOMPLETE
         if stripped.endswith("."):
             return Verdict.COMPLETE

@@ -355,7 +355,9 @@ SEMANTIC = TurnRules(
     onset_ms=100,
     barge_in_min_speech_ms=250,
     false_alarm_ms=120,
-    end_of_turn=EndOfTurnConfig(complete_ms=200, incomplete_ms=1200, unsure_ms=600),
+    end_of_turn=EndOfTurnConfig(
+        policy="semantic", complete_ms=200, incomplete_ms=1200, unsure_ms=600
+    ),
 )
 
 

@@ -30,6 +30,10 @@ TABLE = [
     ("What I want is", N),
     ("So, um", N),
     ("Could you", N),
+    ("Can you send the report to?", N),
+    ("Could you tell me the?", N),
+    ("Please book a table for two at 7.", C),
+    ("It costs 20.", C),
     ("Do we?", C),
     ("Thank you.", C),
     ("And then I", N),
@@ -60,7 +64,8 @@ def test_each_verdict_waits_its_own_silence() -> None:
     assert config.wait_ms(C) == 180
     assert config.wait_ms(N) == 1300
     assert config.wait_ms(U) == 500
-    assert EndOfTurnConfig().policy == "semantic"
+    # Opt-in until it stops ending turns at a speaker's comma pause (bench/turns.py).
+    assert EndOfTurnConfig().policy == "silence"
 
 
 def test_settings_are_bounded() -> None:
