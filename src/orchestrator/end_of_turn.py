@@ -61,8 +61,6 @@ class EndOfTurnConfig(BaseModel):
         return self.unsure_ms
 
 
-# Words a finished English sentence almost never ends on: conjunctions, prepositions,
-# articles and determiners, auxiliaries and modals, subject pronouns, fillers.
 _UNFINISHED = """
 and or but so because if when while that which whose whom than nor
 although though unless until since whether
@@ -86,7 +84,7 @@ def _word_set(text: str) -> frozenset[str]:
 
 
 # Words a finished English sentence almost never ends on: conjunctions, prepositions,
-# articles and determiners, auxiliaries and modals, subject pronouns, fillers.
+# articles and determiners, fillers.
 UNFINISHED_WORDS = _word_set(_UNFINISHED)
 UNFINISHED_UNLESS_ASKED = _word_set(_UNFINISHED_UNLESS_ASKED)
 # A transcript that is only a filler or an opener is not a turn yet.

@@ -228,7 +228,6 @@ class VoiceActivitySegmenter:
         self._voiced_frames = self._start_frames
         self._silence_frames = 0
         self._paused = False
-        self._hangover_ms = self.config.hangover_ms
         self._last_voiced_end = end
         return [SpeechStarted(at=round(started, 3))]
 
