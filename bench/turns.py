@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.turn import TimedMicrophone, speech_end_s
 from tests.integration.conftest import PIPER, Stack
-from tests.speech import espeak_speech, piper_speech
+from tests.speech import espeak_speech, piper_speech, trim
 from voicefleet.client.session import ClientSession
 from voicefleet.orchestrator.protocol import Hello
 
@@ -95,14 +95,6 @@ class Utterance:
     audio: np.ndarray
     end_s: float  # true end of speech, from the start of `audio`
     pause_s: float = 0.0
-
-
-def trim(clip: np.ndarray, margin_s: float = 0.03) -> np.ndarray:
-    loud = np.flatnonzero(np.abs(clip.astype(np.int32)) > 300)
-    if not loud.size:
-        return clip
-    margin = int(RATE * margin_s)
-    return clip[max(0, loud[0] - margin) : loud[-1] + margin]
 
 
 def corpus(voices: list[str], quick: bool) -> list[Utterance]:

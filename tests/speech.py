@@ -96,6 +96,15 @@ def with_silence(
     return np.concatenate([before, samples.astype(np.int16), after])
 
 
+def trim(clip: Int16Samples, margin_s: float = 0.03, rate: int = 16000) -> Int16Samples:
+    """The clip without its leading and trailing silence (a small margin kept)."""
+    loud = np.flatnonzero(np.abs(clip.astype(np.int32)) > 300)
+    if not loud.size:
+        return clip
+    margin = int(rate * margin_s)
+    return clip[max(0, loud[0] - margin) : loud[-1] + margin]
+
+
 def write_wav(path: Path | str, samples: Int16Samples, rate: int) -> None:
     """Write mono 16-bit PCM samples as a WAV file."""
     with wave.open(str(path), "wb") as handle:

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from tests.integration.conftest import Microphone, Stack, open_session, wait_for_event
-from tests.speech import piper_speech
+from tests.speech import piper_speech, trim
 from tests.worker_process import free_port
 from voicefleet.asr.wer import normalize_words
 from voicefleet.orchestrator.protocol import (
@@ -108,15 +108,6 @@ def llm_orchestrator(stack: Stack, llm: FakeLLM, policy: str = "semantic") -> An
 
 def silence(seconds: float) -> np.ndarray:
     return np.zeros(int(16_000 * seconds), np.int16)
-
-
-def trim(clip: np.ndarray, margin_s: float = 0.03) -> np.ndarray:
-    """The clip without its leading and trailing silence (a small margin kept)."""
-    loud = np.flatnonzero(np.abs(clip.astype(np.int32)) > 300)
-    if not loud.size:
-        return clip
-    margin = int(16_000 * margin_s)
-    return clip[max(0, loud[0] - margin) : loud[-1] + margin]
 
 
 def onset(clip: np.ndarray) -> float:
