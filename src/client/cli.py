@@ -15,7 +15,7 @@ from voicefleet.client.mic import MicInput, MicUnavailable, open_microphone
 from voicefleet.client.printer import EventPrinter
 from voicefleet.client.session import ClientInput, ClientResult, run_session
 from voicefleet.client.wav import WavFormatError, read_wav, write_wav
-from voicefleet.orchestrator.protocol import Hello
+from voicefleet.orchestrator.protocol import ECHO_MODES, Hello
 
 DEFAULT_URL = "ws://127.0.0.1:8080/ws"
 TOKEN_ENV = "VOICEFLEET_TOKEN"
@@ -66,6 +66,13 @@ def add_client_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "out of the process list)",
     )
     parser.add_argument(
+        "--echo-cancellation",
+        choices=ECHO_MODES,
+        default="auto",
+        help="who cancels the reply's echo in the microphone: auto (the server, on a "
+        "WebSocket), on, off (headphones), client (this device does)",
+    )
+    parser.add_argument(
         "--timeout",
         type=_seconds,
         default=30.0,
@@ -102,6 +109,7 @@ async def client_main(args: argparse.Namespace) -> int:
         voice=args.voice,
         model=args.model,
         token=args.token if args.token is not None else os.environ.get(TOKEN_ENV, ""),
+        echo_cancellation=args.echo_cancellation,
     )
     restore = _stop_on_interrupt(source) if isinstance(source, MicInput) else _nothing
     try:

@@ -55,7 +55,8 @@ def describe(message: ServerMessage, quiet: bool = False) -> str | None:
     if quiet:
         return None
     if isinstance(message, Ready):
-        return f"[ready] session {message.session_id}"
+        echo = "on" if message.echo_cancellation else "off"
+        return f"[ready] session {message.session_id}; server echo cancellation {echo}"
     if isinstance(message, StateChanged):
         reason = f" ({message.reason})" if message.reason else ""
         return f"[state] {message.previous} -> {message.state}{reason}"

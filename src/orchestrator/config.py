@@ -22,6 +22,7 @@ from pydantic import (
 from voicefleet.asr.config import ASRConfig
 from voicefleet.fleet.config import RouterConfig
 from voicefleet.fleet.speech import SpeakerSettings
+from voicefleet.orchestrator.echo import EchoConfig
 from voicefleet.orchestrator.end_of_turn import EndOfTurnConfig
 from voicefleet.orchestrator.responder import ResponderConfig
 from voicefleet.orchestrator.turn_state import TurnRules
@@ -134,6 +135,7 @@ class PipelineConfig(_Section):
 
     vad: VadConfig = VadConfig()
     end_of_turn: EndOfTurnConfig = EndOfTurnConfig()
+    echo: EchoConfig = EchoConfig()
     barge_in_min_speech_ms: int = Field(250, ge=20, description="voiced time that makes it real")
     barge_in_false_alarm_ms: int = Field(
         250, ge=20, description="silence that ends a barge-in candidate as noise (resume)"

@@ -20,6 +20,7 @@ from typing import Any
 from voicefleet.fleet.speaker import Speaker
 from voicefleet.orchestrator.audio_in import AudioIn
 from voicefleet.orchestrator.decisions import TurnCore
+from voicefleet.orchestrator.echo import EchoCanceller, EchoTap, cancels_echo
 from voicefleet.orchestrator.listening import Listening
 from voicefleet.orchestrator.protocol import ErrorEvent, Hello, ProtocolError
 from voicefleet.orchestrator.reply import Reply
@@ -74,10 +75,14 @@ class TurnController:
         self.services = services
         self.config = config = services.config
         self.responder = responder
-        self.sink = sink
         self.transport = transport
         self.closed = asyncio.Event()
-        self.audio_in = AudioIn(hello.sample_rate, config.vad)
+        self.echo: EchoCanceller | None = None
+        if cancels_echo(hello.echo_cancellation, transport, config.echo):
+            self.echo = EchoCanceller(config.echo)
+            sink = EchoTap(sink, self.echo)  # what the client plays is the canceller's far end
+        self.sink = sink
+        self.audio_in = AudioIn(hello.sample_rate, config.vad, self.echo)
         self.core = TurnCore(session_id, config.turn_rules(), time.perf_counter())
         self.speaker = Speaker(
             services.router,
@@ -316,6 +321,14 @@ class TurnController:
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
         self.services.metrics.sessions_active.dec()
+        reduction = self.echo.reduction_db() if self.echo is not None else None
+        if reduction is not None:
+            self.services.metrics.echo_reduction_db.observe(reduction)
+            log.info(
+                "session %s: echo canceller: %.1f dB quieter while replies played",
+                self.id,
+                reduction,
+            )
         with contextlib.suppress(Exception):
             await self.sink.close(reason)
         self._released = _release(self._release())

@@ -46,6 +46,13 @@ class OrchestratorMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.echo_reduction_db = Histogram(
+            "voicefleet_echo_reduction_db",
+            "Per session with the echo canceller on: how much quieter the microphone was after "
+            "cancellation while the reply played (dB)",
+            buckets=(0, 3, 6, 10, 15, 20, 25, 30, 40, 50, 60),
+            registry=r,
+        )
         self.frames_sent = Counter("voicefleet_frames_sent", "Audio frames sent", registry=r)
         self.underruns = Counter(
             "voicefleet_playback_underruns", "Reply audio arrived later than real time", registry=r

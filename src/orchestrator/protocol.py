@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal, Protocol
 PROTOCOL_VERSION = 1
 MIN_INPUT_RATE = 8_000
 MAX_INPUT_RATE = 48_000
+ECHO_MODES = ("auto", "on", "off", "client")  # hello.echo_cancellation
 
 
 class ProtocolError(Exception):
@@ -39,6 +40,10 @@ class Hello:
     voice: str = ""
     model: str = ""
     token: str = ""
+    # auto: the server cancels the echo of its replies on a WebSocket (not on LiveKit, where
+    # the browser's WebRTC does); on / off: always / never; client: the client cancels it
+    # itself (a browser with getUserMedia echoCancellation), so the server does not.
+    echo_cancellation: str = "auto"
     protocol_version: int = PROTOCOL_VERSION
 
 
@@ -89,6 +94,7 @@ class Ready:
     session_id: str
     input_sample_rate: int
     output: OutputFormat = field(default_factory=OutputFormat)
+    echo_cancellation: bool = False  # the server cancels its replies' echo in this session
     protocol_version: int = PROTOCOL_VERSION
 
 
@@ -287,6 +293,12 @@ def client_message_from_json(text: str) -> ClientMessage:
             "bad_sample_rate",
             f"hello.sample_rate must be {MIN_INPUT_RATE}-{MAX_INPUT_RATE} Hz, "
             f"got {message.sample_rate}",
+        )
+    if isinstance(message, Hello) and message.echo_cancellation not in ECHO_MODES:
+        raise ProtocolError(
+            "bad_message",
+            f"hello.echo_cancellation must be one of {', '.join(ECHO_MODES)}, "
+            f"got {message.echo_cancellation!r}",
         )
     if isinstance(message, SpeakText) and message.mode not in ("answer", "say"):
         raise ProtocolError(

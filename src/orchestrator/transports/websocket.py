@@ -258,7 +258,11 @@ class WebSocketTransport:
         connection.session = session
         self.sessions[session_id] = session
         await connection.sink.send_event(
-            Ready(session_id=session_id, input_sample_rate=hello.sample_rate)
+            Ready(
+                session_id=session_id,
+                input_sample_rate=hello.sample_rate,
+                echo_cancellation=session.echo is not None,
+            )
         )
         await session.start()
 

@@ -79,7 +79,9 @@ class FakeOrchestrator:
             if isinstance(message, Hello):
                 self.hellos.append(message)
                 rate = message.sample_rate
-                await self._send(ws, Ready(session_id="s-1", input_sample_rate=rate))
+                cancels = message.echo_cancellation in ("auto", "on")
+                ready = Ready(session_id="s-1", input_sample_rate=rate, echo_cancellation=cancels)
+                await self._send(ws, ready)
                 await self._send(ws, StateChanged(state="listening", previous="idle"))
             elif isinstance(message, SpeakText):
                 self.texts.append(message)
@@ -227,6 +229,24 @@ async def test_the_token_comes_from_voicefleet_token_unless_given(
     assert await run_cli("--url", server.url, "--text", "hi", "--quiet", "--token", "flag") == 0
 
     assert [hello.token for hello in server.hellos] == ["from-the-environment", "flag"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "mode", "said"), [([], "auto", "on"), (["--echo-cancellation", "off"], "off", "off")]
+)
+async def test_the_client_asks_for_echo_cancellation_and_says_whether_it_is_on(
+    start_server: StartServer,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+    mode: str,
+    said: str,
+) -> None:
+    server = await start_server()
+
+    assert await run_cli("--url", server.url, "--text", "hi", *flags) == 0
+
+    assert [hello.echo_cancellation for hello in server.hellos] == [mode]
+    assert f"server echo cancellation {said}" in capsys.readouterr().out
 
 
 async def test_waits_for_a_second_reply_that_follows_quickly(

@@ -6,6 +6,8 @@ in the log instead of getting its error event."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from voicefleet.orchestrator.protocol import (
@@ -40,3 +42,20 @@ def test_escaped_unicode_that_is_valid_is_accepted() -> None:
     assert client_message_from_json('{"type":"text","text":"\\ud83d\\udc4b"}') == SpeakText("👋")
     hello = client_message_from_json('{"type":"hello","sample_rate":16000,"voice":"\\u00e9"}')
     assert hello == Hello(sample_rate=16000, voice="é")
+
+
+@pytest.mark.parametrize("mode", ["auto", "on", "off", "client"])
+def test_hello_names_who_cancels_echo(mode: str) -> None:
+    message = client_message_from_json(
+        json.dumps({"type": "hello", "sample_rate": 16000, "echo_cancellation": mode})
+    )
+    assert isinstance(message, Hello) and message.echo_cancellation == mode
+
+
+@pytest.mark.parametrize("mode", ["yes", "", 1, True])
+def test_a_bad_echo_cancellation_is_a_bad_message(mode: object) -> None:
+    text = json.dumps({"type": "hello", "sample_rate": 16000, "echo_cancellation": mode})
+    with pytest.raises(ProtocolError) as caught:
+        client_message_from_json(text)
+    assert caught.value.code == "bad_message"
+    assert "echo_cancellation" in caught.value.message

@@ -1,0 +1,280 @@
+"""The echo canceller: the far end placed as the client plays it, and AEC3 on real speech."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soxr
+
+from tests.speech import espeak_speech, piper_speech
+from voicefleet.orchestrator.audio_in import AudioIn
+from voicefleet.orchestrator.echo import (
+    ConvergenceGuard,
+    EchoCanceller,
+    EchoConfig,
+    FarEnd,
+    cancels_echo,
+)
+from voicefleet.orchestrator.turn_events import Heard
+from voicefleet.orchestrator.vad import SpeechEnded, VadConfig, VoiceActivitySegmenter
+
+RATE = 16_000
+REPLY = (
+    "Here is what I found about the weather in Paris today: it will be sunny with a light "
+    "breeze, and the temperature will reach twenty degrees in the afternoon."
+)
+
+
+def ramp(n: int, start: int = 1) -> np.ndarray:
+    return np.arange(start, start + n, dtype=np.int16)
+
+
+# -- the far end's timeline --------------------------------------------------------------
+
+
+def test_a_frame_plays_when_it_arrives_and_the_next_when_it_ends() -> None:
+    far = FarEnd()
+    far.play(ramp(100), at=50)
+    far.play(ramp(100, 101), at=60)  # sent ahead of real time: queued behind the first
+    out = far.take(0, 300)
+    assert not out[:50].any()
+    assert list(out[50:250]) == list(range(1, 201))
+    assert not out[250:].any()
+
+
+def test_a_frame_after_a_gap_plays_when_it_arrives() -> None:
+    far = FarEnd()
+    far.play(ramp(10), at=0)
+    far.play(ramp(10, 11), at=30)  # an underrun: the client had nothing to play in between
+    out = far.take(0, 50)
+    assert list(out[:10]) == list(range(1, 11))
+    assert not out[10:30].any()
+    assert list(out[30:40]) == list(range(11, 21))
+
+
+def test_the_configured_delay_shifts_the_far_end() -> None:
+    far = FarEnd(delay_samples=20)
+    far.play(ramp(10), at=0)
+    out = far.take(0, 40)
+    assert not out[:20].any() and list(out[20:30]) == list(range(1, 11))
+
+
+def test_take_in_pieces_gives_the_same_signal() -> None:
+    far = FarEnd()
+    far.play(ramp(100), at=0)
+    far.play(ramp(100, 101), at=0)
+    pieces = np.concatenate([far.take(start, 16) for start in range(0, 224, 16)])
+    assert list(pieces[:200]) == list(range(1, 201)) and not pieces[200:].any()
+
+
+def test_pause_holds_what_was_not_played_and_resume_plays_it_from_there() -> None:
+    far = FarEnd()
+    far.play(ramp(100), at=0)
+    assert list(far.take(0, 40)) == list(range(1, 41))
+    far.pause(at=40)
+    far.play(ramp(10, 101), at=45)  # a frame sent while paused queues behind the rest
+    assert not far.take(40, 60).any()  # nothing plays while paused
+    far.resume(at=100)
+    out = far.take(100, 80)
+    assert list(out[:70]) == list(range(41, 111))
+    assert not out[70:].any()
+
+
+def test_flush_drops_what_was_queued() -> None:
+    far = FarEnd()
+    far.play(ramp(100), at=0)
+    far.take(0, 30)
+    far.flush(at=30)
+    assert not far.take(30, 100).any()
+    far.play(ramp(5), at=130)  # the next reply plays normally
+    assert list(far.take(130, 5)) == list(range(1, 6))
+
+
+def test_flush_while_paused_forgets_the_held_audio() -> None:
+    far = FarEnd()
+    far.play(ramp(100), at=0)
+    far.pause(at=10)
+    far.flush(at=20)
+    far.resume(at=30)
+    assert not far.take(10, 200).any()
+
+
+def test_a_client_that_sends_no_microphone_cannot_grow_the_far_end() -> None:
+    far = FarEnd(max_ahead=1000)
+    for _ in range(50):
+        far.play(ramp(100), at=0)
+    assert far.tail <= 1000
+    assert far.dropped == 4000
+
+
+# -- the convergence guard --------------------------------------------------------------
+
+
+def _tone(db: float, n: int = 160) -> np.ndarray:
+    amplitude = 32768 * 10 ** (db / 20) * np.sqrt(2)
+    return (amplitude * np.sin(np.arange(n) * 0.3)).astype(np.int16)
+
+
+def test_while_converging_a_block_at_the_echo_level_is_attenuated() -> None:
+    guard = ConvergenceGuard(converge_s=1.0, margin_db=3.0)
+    far, echo = _tone(-20), _tone(-20)  # a 0 dB echo AEC3 has not learned yet
+    passed = guard.block(far, echo, echo)
+    assert np.abs(passed).max() < np.abs(echo).max() / 20
+    assert guard.attenuated == 1
+
+
+def test_while_converging_a_voice_louder_than_the_echo_goes_through() -> None:
+    guard = ConvergenceGuard(converge_s=1.0, margin_db=3.0)
+    far, loud = _tone(-20), _tone(-12)
+    assert guard.block(far, loud, loud) is loud
+
+
+def _blocks(pcm: np.ndarray) -> list[np.ndarray]:
+    return [pcm[i : i + 160] for i in range(0, pcm.size - 159, 160)]
+
+
+def test_an_echo_is_found_through_double_talk() -> None:
+    """A -12 dB echo 100 ms late, with a person talking over most of it."""
+    far = piper_speech(REPLY)[: 3 * RATE]
+    echo = np.zeros(far.size)
+    echo[1600:] = far[:-1600] * 10 ** (-12 / 20)
+    voice = espeak_speech("I would like to ask about the trains to Boston tomorrow, please.")
+    echo[RATE // 4 : RATE // 4 + voice.size] += voice[: far.size - RATE // 4]
+    near = np.clip(echo, -32768, 32767).astype(np.int16)
+    guard = ConvergenceGuard(converge_s=5.0, margin_db=3.0)
+    for f, n in zip(_blocks(far), _blocks(near), strict=True):
+        guard.block(f, n, n)
+    assert guard.path.echoes is True
+
+
+def test_a_room_without_echo_gets_its_microphone_untouched() -> None:
+    """A headset: the microphone hears room noise and a word now and then, never the reply."""
+    far = piper_speech(REPLY)[:RATE]
+    near = np.random.default_rng(2).normal(0, 30, RATE).astype(np.int16)
+    word = espeak_speech("Sorry.")
+    near[RATE // 2 : RATE // 2 + word.size] += word[: RATE // 2]
+    guard = ConvergenceGuard(converge_s=5.0, margin_db=3.0)
+    out = [guard.block(f, n, n // 100) for f, n in zip(_blocks(far), _blocks(near), strict=True)]
+    assert guard.path.echoes is False
+    last = _blocks(near)[-1]
+    assert np.array_equal(out[-1], last) and not np.array_equal(last // 100, last)
+
+
+def test_nothing_playing_nothing_guarded_and_the_guard_ends() -> None:
+    guard = ConvergenceGuard(converge_s=0.05, margin_db=3.0)  # five blocks
+    silent, quiet = np.zeros(160, np.int16), _tone(-50)
+    assert guard.block(silent, quiet, quiet) is quiet
+    for _ in range(5):
+        guard.block(_tone(-20), quiet, quiet)
+    assert not guard.working
+    assert guard.block(_tone(-20), quiet, quiet) is quiet
+
+
+# -- who gets a canceller ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "transport", "enabled", "expected"),
+    [
+        ("auto", "websocket", True, True),
+        ("auto", "livekit", True, False),
+        ("on", "livekit", True, True),
+        ("off", "websocket", True, False),
+        ("client", "websocket", True, False),
+        ("on", "websocket", False, False),
+    ],
+)
+def test_who_cancels_echo(mode: str, transport: str, enabled: bool, expected: bool) -> None:
+    assert cancels_echo(mode, transport, EchoConfig(enabled=enabled)) is expected
+
+
+# -- AEC3 on real speech -----------------------------------------------------------------
+
+
+def _speakerphone(
+    reply16: np.ndarray, delay_ms: int, gain_db: float, near: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, EchoCanceller]:
+    """Send the reply as 48 kHz frames in real time with a 120 ms lead (as the orchestrator
+    does) and feed the microphone: the echo of what played, room noise, optional near speech."""
+    reply48 = soxr.resample(reply16.astype(np.float32), RATE, 48_000).astype(np.int16)
+    reply48 = np.concatenate([reply48, np.zeros(-reply48.size % 960, np.int16)])
+    total = reply16.size + RATE
+    delay = delay_ms * RATE // 1000
+    mic = np.random.default_rng(1).normal(0, 20, total)  # room noise, about -64 dBFS
+    mic[delay : delay + reply16.size] += reply16[: total - delay] * 10 ** (gain_db / 20)
+    if near is not None:
+        start = 2 * RATE
+        mic[start : start + near.size] += near[: total - start]
+    mic16 = np.clip(mic, -32768, 32767).astype(np.int16)
+    canceller = EchoCanceller(EchoConfig())
+    out = []
+    frames_sent = 0
+    for at in range(0, total, 320):  # 20 ms of microphone at a time
+        # Frames leave up to 120 ms ahead of the client's playback.
+        while frames_sent * 960 < reply48.size and frames_sent * 320 <= at + 6 * 320:
+            canceller.played(reply48[frames_sent * 960 : (frames_sent + 1) * 960].tobytes())
+            frames_sent += 1
+        out.append(canceller.process(mic16[at : at + 320]))
+    return mic16, np.concatenate(out), canceller
+
+
+def _db(pcm: np.ndarray) -> float:
+    samples = pcm.astype(np.float64) / 32768.0
+    return float(10 * np.log10(np.mean(samples * samples) + 1e-12))
+
+
+@pytest.mark.parametrize(("delay_ms", "gain_db"), [(80, -12.0), (150, -6.0), (200, 0.0)])
+def test_the_echo_of_the_reply_is_cancelled(delay_ms: int, gain_db: float) -> None:
+    reply = piper_speech(REPLY)
+    mic, out, canceller = _speakerphone(reply, delay_ms, gain_db)
+    settled = slice(RATE, reply.size)  # after the first second
+    assert _db(mic[settled]) - _db(out[settled]) > 25
+    reduction = canceller.reduction_db()
+    assert reduction is not None and reduction > 20
+    segmenter = VoiceActivitySegmenter(VadConfig())
+    assert segmenter.push(out) == []  # no speech left for the VAD, even at the listening gate
+    raw = VoiceActivitySegmenter(VadConfig())
+    raw.set_state("speaking")
+    assert raw.push(mic) != []  # without the canceller the x2 gate does not stop it
+
+
+def test_the_person_talking_over_the_echo_is_kept() -> None:
+    reply = piper_speech(REPLY)
+    near = espeak_speech("Wait, stop, I have another question about the trains.")
+    _, out, _ = _speakerphone(reply, 150, 0.0, near=near)
+    _, alone, _ = _speakerphone(np.zeros_like(reply), 150, 0.0, near=near)
+    talk = slice(2 * RATE, 2 * RATE + near.size)
+    # Double talk: some of the person's level goes, most of it stays.
+    assert _db(out[talk]) > _db(alone[talk]) - 10
+    gate = {"speaking": EchoConfig().speaking_gate_scale}  # as AudioIn sets it with a canceller
+    segmenter = VoiceActivitySegmenter(VadConfig(state_scale=gate))
+    segmenter.set_state("speaking")
+    started = [e for e in segmenter.push(out) if type(e).__name__ == "SpeechStarted"]
+    assert started and 1.9 <= started[0].at <= 2.4
+
+
+def test_in_a_room_without_echo_the_utterance_is_transcribed_from_the_raw_microphone() -> None:
+    """A headset user talks 0.6 s into a reply: AEC3, still learning, would dull the onset;
+    the utterance the recognizer gets is the microphone's own audio, sample for sample."""
+    reply48 = soxr.resample(piper_speech(REPLY).astype(np.float32), RATE, 48_000)
+    reply48 = reply48.astype(np.int16)
+    voice = espeak_speech("I have another question about the trains.")
+    mic = np.zeros(4 * RATE, np.int16)
+    mic[int(0.6 * RATE) : int(0.6 * RATE) + voice.size] = voice
+    audio_in = AudioIn(RATE, VadConfig(), EchoCanceller(EchoConfig()))
+    assert audio_in.echo is not None
+    ended: list[SpeechEnded] = []
+    for index, at in enumerate(range(0, mic.size, 320)):
+        audio_in.echo.played(reply48[index * 960 : (index + 1) * 960].tobytes())
+        for event in audio_in.push(mic[at : at + 320].tobytes()):
+            if isinstance(event, Heard) and isinstance(event.event, SpeechEnded):
+                ended.append(event.event)
+    assert audio_in.echo.hears_no_echo
+    assert len(ended) == 1
+    audio = ended[0].audio
+    start = int(np.flatnonzero(np.all(_windows(mic, audio.size) == audio, axis=1))[0])
+    assert start <= int(0.6 * RATE) <= start + audio.size
+
+
+def _windows(signal: np.ndarray, size: int) -> np.ndarray:
+    return np.lib.stride_tricks.sliding_window_view(signal, size)[::10]
