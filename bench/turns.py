@@ -12,9 +12,11 @@ Measured on the client's clock:
 - TTFA: first reply frame - the moment the true end of speech was sent (complete utterances);
 - cut-in: a reply frame arrived before the person had finished (paused utterances).
 Prints a table per policy; the last line is one JSON object (the semantic policy's numbers,
-with the 600 ms silence policy's cut-in rate as `baseline_cut_in_rate`).
+with the 600 ms silence policy's cut-in rate as `baseline_cut_in_rate`). `--rows` writes every
+utterance's result per policy, with each turn's final transcript and how its end was decided
+(`end_of_turn`, `endpoint_ms` from the metrics event), so a cut-in or a slow reply is explained.
 
-    .venv/bin/python bench/turns.py [--voices piper,espeak] [--quick]
+    .venv/bin/python bench/turns.py [--voices piper,espeak] [--quick] [--rows rows.json]
 """
 
 from __future__ import annotations
@@ -37,11 +39,12 @@ from bench.turn import TimedMicrophone, speech_end_s
 from tests.integration.conftest import PIPER
 from tests.speech import espeak_speech, piper_speech, trim
 from voicefleet.client.session import ClientSession
-from voicefleet.orchestrator.protocol import Hello
+from voicefleet.orchestrator.protocol import Hello, TranscriptEvent, TurnMetrics
 
 RATE = 16_000
 LEAD_S = 0.5
 TAIL_S = 2.0  # silence after the last word: the longest wait (1.2 s) plus the reply
+METRICS_WAIT_S = 12.0  # the echo reply of the longest utterance plays out within this
 
 COMPLETE = [
     "What is the weather like in Paris today?",
@@ -129,11 +132,14 @@ async def play(url: str, item: Utterance) -> dict[str, Any]:
     mic.insert(LEAD_S, item.audio)
     try:
         await mic.run()
+        await metrics_for_every_turn(session)
     finally:
         await session.close()
     spoken_end = mic.time_of(LEAD_S + item.end_s)
     frames = session.result.frame_times
     first = frames[0] if frames else None
+    messages = [event.message for event in session.result.events]
+    metrics = [m for m in messages if isinstance(m, TurnMetrics)]
     return {
         "kind": item.kind,
         "voice": item.voice,
@@ -141,7 +147,25 @@ async def play(url: str, item: Utterance) -> dict[str, Any]:
         "pause_s": item.pause_s,
         "ttfa_ms": None if first is None else round((first - spoken_end) * 1000, 1),
         "cut_in": first is not None and first < spoken_end,
+        # How each turn ended, so a cut-in or a slow reply can be explained from the rows.
+        "end_of_turn": [m.end_of_turn for m in metrics],
+        "endpoint_ms": [m.endpoint_ms for m in metrics],
+        "finals": [m.text for m in messages if isinstance(m, TranscriptEvent) and m.final],
     }
+
+
+async def metrics_for_every_turn(session: ClientSession, within_s: float = METRICS_WAIT_S) -> None:
+    """Wait (bounded) for the last turn's metrics event: it says how the turn ended, and it comes
+    when the reply is over, often after the microphone has stopped. (An earlier turn whose reply
+    was dropped before it was heard has none.)"""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        messages = [event.message for event in session.result.events]
+        finals = [m.turn for m in messages if isinstance(m, TranscriptEvent) and m.final]
+        reported = {m.turn for m in messages if isinstance(m, TurnMetrics)}
+        if not finals or max(finals) in reported:
+            return
+        await asyncio.sleep(0.05)
 
 
 def pct(values: list[float], q: float) -> float:
