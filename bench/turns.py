@@ -168,6 +168,16 @@ async def metrics_for_every_turn(session: ClientSession, within_s: float = METRI
         await asyncio.sleep(0.05)
 
 
+def explain(row: dict[str, Any]) -> str:
+    """One row as a line: voice, text, pause, and how each of its turns ended."""
+    turns = ", ".join(
+        f"{how} after {waited:.0f} ms" if waited is not None else str(how)
+        for how, waited in zip(row["end_of_turn"], row["endpoint_ms"], strict=True)
+    )
+    pause = f" (pause {row['pause_s']} s)" if row["pause_s"] else ""
+    return f"{row['voice']} {row['text']!r}{pause}: {turns or 'no metrics'}"
+
+
 def pct(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 1) if values else float("nan")
 
@@ -227,6 +237,10 @@ def main() -> int:
             all_rows[name] = rows
             results[name] = summarize(rows)
             print(f"{name}: {results[name]} ({time.monotonic() - began:.0f} s)", flush=True)
+            for row in rows:
+                if row["cut_in"]:
+                    label = "premature" if row["kind"] == "complete" else "cut in"
+                    print(f"  {label}: {explain(row)}", flush=True)
     if args.rows:
         args.rows.write_text(json.dumps(all_rows, indent=1))
 
