@@ -27,6 +27,7 @@ const store = {
   agentText: "", // the latest agent turn's text so far
   errors: [], // every error: { code, message, fatal }
   cancels: [], // every audio_cancel: { turn, reason }
+  metrics: [], // every metrics event, as received
   playedSamples: 0, // 48 kHz samples the player has played
   playedNonSilentSamples: 0, // of which louder than -60 dBFS
   flushes: 0,
@@ -195,6 +196,7 @@ class Session {
         transcript.cancelled(message.turn, message.reason);
         break;
       case "metrics":
+        store.metrics.push(message);
         showMetrics(message);
         break;
       case "error":
