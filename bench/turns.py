@@ -81,6 +81,10 @@ POLICIES: dict[str, dict[str, Any]] = {
     "silence_600": {"vad": {"hangover_ms": 600}, "end_of_turn": {"policy": "silence"}},
     "silence_200": {"vad": {"hangover_ms": 200}, "end_of_turn": {"policy": "silence"}},
     "semantic": {"vad": {"hangover_ms": 600}, "end_of_turn": {"policy": "semantic"}},
+    "semantic_spec60": {
+        "vad": {"hangover_ms": 600, "speculate_ms": 60},
+        "end_of_turn": {"policy": "semantic"},
+    },
     "semantic_300": {
         "vad": {"hangover_ms": 600},
         "end_of_turn": {"policy": "semantic", "complete_ms": 300},
@@ -150,6 +154,9 @@ async def play(url: str, item: Utterance) -> dict[str, Any]:
         # How each turn ended, so a cut-in or a slow reply can be explained from the rows.
         "end_of_turn": [m.end_of_turn for m in metrics],
         "endpoint_ms": [m.endpoint_ms for m in metrics],
+        # Where a slow reply's time went: transcription and the worker's first frame.
+        "asr_ms": [m.asr_ms for m in metrics],
+        "first_frame_ms": [m.first_frame_ms for m in metrics],
         "finals": [m.text for m in messages if isinstance(m, TranscriptEvent) and m.final],
     }
 
@@ -190,6 +197,13 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     missing = sum(1 for r in rows if r["kind"] == "complete" and r["ttfa_ms"] is None)
     # A reply before the end of a complete utterance: the policy ended it at a gap between words.
     early = [r for r in rows if r["kind"] == "complete" and r["cut_in"]]
+    # The worker's first frame after the reply's text was ready (the last turn's metrics): what
+    # TTFA is made of besides the wait, when the reply is not ready by the time the turn ends.
+    first_frames = [
+        r["first_frame_ms"][-1]
+        for r in rows
+        if r["kind"] == "complete" and r["first_frame_ms"] and r["first_frame_ms"][-1] is not None
+    ]
 
     def rate(group: list[dict[str, Any]]) -> float:
         return round(sum(r["cut_in"] for r in group) / len(group), 3) if group else 0.0
@@ -201,6 +215,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "cut_in_rate_unfinished": rate(unfinished),
         "cut_in_rate_finished_sounding": rate(finished),
         "premature_rate": round(len(early) / max(len(complete) + missing, 1), 3),
+        "first_frame_ms_p50": pct(first_frames, 50),
         "no_reply": missing,
         "complete": len(complete) + missing,
         "paused": len(paused),
@@ -245,10 +260,10 @@ def main() -> int:
         args.rows.write_text(json.dumps(all_rows, indent=1))
 
     keys = ["ttfa_ms_p50", "ttfa_ms_p95", "cut_in_rate", "cut_in_rate_unfinished"]
-    keys += ["cut_in_rate_finished_sounding", "premature_rate", "no_reply"]
-    print(f"\n{'policy':<14}" + "".join(f"{k:>30}" for k in keys))
+    keys += ["cut_in_rate_finished_sounding", "premature_rate", "first_frame_ms_p50", "no_reply"]
+    print(f"\n{'policy':<16}" + "".join(f"{k:>30}" for k in keys))
     for name, summary in results.items():
-        print(f"{name:<14}" + "".join(f"{summary[k]!s:>30}" for k in keys))
+        print(f"{name:<16}" + "".join(f"{summary[k]!s:>30}" for k in keys))
     final = dict(results.get("semantic", {}))
     final["baseline_cut_in_rate"] = results.get("silence_600", {}).get("cut_in_rate")
     final["silence_200"] = results.get("silence_200")
