@@ -154,7 +154,7 @@ async def play(url: str, item: Utterance) -> dict[str, Any]:
         # How each turn ended, so a cut-in or a slow reply can be explained from the rows.
         "end_of_turn": [m.end_of_turn for m in metrics],
         "endpoint_ms": [m.endpoint_ms for m in metrics],
-        # Where a slow reply's time went: transcription and the worker's first frame.
+        # Where a slow reply's time went: transcription, and the first frame (see summarize).
         "asr_ms": [m.asr_ms for m in metrics],
         "first_frame_ms": [m.first_frame_ms for m in metrics],
         "finals": [m.text for m in messages if isinstance(m, TranscriptEvent) and m.final],
@@ -197,8 +197,10 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     missing = sum(1 for r in rows if r["kind"] == "complete" and r["ttfa_ms"] is None)
     # A reply before the end of a complete utterance: the policy ended it at a gap between words.
     early = [r for r in rows if r["kind"] == "complete" and r["cut_in"]]
-    # The worker's first frame after the reply's text was ready (the last turn's metrics): what
-    # TTFA is made of besides the wait, when the reply is not ready by the time the turn ends.
+    # The metrics event's first_frame_ms (the last turn's): from the reply's text being ready to
+    # its first frame leaving the worker's stream, and never before the turn was committed (a
+    # held reply takes no frame). Not held (silence_200): the worker's first-frame latency; held:
+    # whichever came later, the end of the wait or the worker's first frame.
     first_frames = [
         r["first_frame_ms"][-1]
         for r in rows
