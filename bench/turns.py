@@ -12,9 +12,11 @@ Measured on the client's clock:
 - TTFA: first reply frame - the moment the true end of speech was sent (complete utterances);
 - cut-in: a reply frame arrived before the person had finished (paused utterances).
 Prints a table per policy; the last line is one JSON object (the semantic policy's numbers,
-with the 600 ms silence policy's cut-in rate as `baseline_cut_in_rate`).
+with the 600 ms silence policy's cut-in rate as `baseline_cut_in_rate`). `--rows` writes every
+utterance's result per policy, with each turn's final transcript and how its end was decided
+(`end_of_turn`, `endpoint_ms` from the metrics event), so a cut-in or a slow reply is explained.
 
-    .venv/bin/python bench/turns.py [--voices piper,espeak] [--quick]
+    .venv/bin/python bench/turns.py [--voices piper,espeak] [--quick] [--rows rows.json]
 """
 
 from __future__ import annotations
@@ -37,11 +39,12 @@ from bench.turn import TimedMicrophone, speech_end_s
 from tests.integration.conftest import PIPER
 from tests.speech import espeak_speech, piper_speech, trim
 from voicefleet.client.session import ClientSession
-from voicefleet.orchestrator.protocol import Hello
+from voicefleet.orchestrator.protocol import Hello, TranscriptEvent, TurnMetrics
 
 RATE = 16_000
 LEAD_S = 0.5
 TAIL_S = 2.0  # silence after the last word: the longest wait (1.2 s) plus the reply
+METRICS_WAIT_S = 12.0  # the echo reply of the longest utterance plays out within this
 
 COMPLETE = [
     "What is the weather like in Paris today?",
@@ -78,6 +81,10 @@ POLICIES: dict[str, dict[str, Any]] = {
     "silence_600": {"vad": {"hangover_ms": 600}, "end_of_turn": {"policy": "silence"}},
     "silence_200": {"vad": {"hangover_ms": 200}, "end_of_turn": {"policy": "silence"}},
     "semantic": {"vad": {"hangover_ms": 600}, "end_of_turn": {"policy": "semantic"}},
+    "semantic_spec60": {
+        "vad": {"hangover_ms": 600, "speculate_ms": 60},
+        "end_of_turn": {"policy": "semantic"},
+    },
     "semantic_300": {
         "vad": {"hangover_ms": 600},
         "end_of_turn": {"policy": "semantic", "complete_ms": 300},
@@ -129,11 +136,14 @@ async def play(url: str, item: Utterance) -> dict[str, Any]:
     mic.insert(LEAD_S, item.audio)
     try:
         await mic.run()
+        await metrics_for_every_turn(session)
     finally:
         await session.close()
     spoken_end = mic.time_of(LEAD_S + item.end_s)
     frames = session.result.frame_times
     first = frames[0] if frames else None
+    messages = [event.message for event in session.result.events]
+    metrics = [m for m in messages if isinstance(m, TurnMetrics)]
     return {
         "kind": item.kind,
         "voice": item.voice,
@@ -141,7 +151,38 @@ async def play(url: str, item: Utterance) -> dict[str, Any]:
         "pause_s": item.pause_s,
         "ttfa_ms": None if first is None else round((first - spoken_end) * 1000, 1),
         "cut_in": first is not None and first < spoken_end,
+        # How each turn ended, so a cut-in or a slow reply can be explained from the rows.
+        "end_of_turn": [m.end_of_turn for m in metrics],
+        "endpoint_ms": [m.endpoint_ms for m in metrics],
+        # Where a slow reply's time went: transcription, and the first frame (see summarize).
+        "asr_ms": [m.asr_ms for m in metrics],
+        "first_frame_ms": [m.first_frame_ms for m in metrics],
+        "finals": [m.text for m in messages if isinstance(m, TranscriptEvent) and m.final],
     }
+
+
+async def metrics_for_every_turn(session: ClientSession, within_s: float = METRICS_WAIT_S) -> None:
+    """Wait (bounded) for the last turn's metrics event: it says how the turn ended, and it comes
+    when the reply is over, often after the microphone has stopped. (An earlier turn whose reply
+    was dropped before it was heard has none.)"""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        messages = [event.message for event in session.result.events]
+        finals = [m.turn for m in messages if isinstance(m, TranscriptEvent) and m.final]
+        reported = {m.turn for m in messages if isinstance(m, TurnMetrics)}
+        if not finals or max(finals) in reported:
+            return
+        await asyncio.sleep(0.05)
+
+
+def explain(row: dict[str, Any]) -> str:
+    """One row as a line: voice, text, pause, and how each of its turns ended."""
+    turns = ", ".join(
+        f"{how} after {waited:.0f} ms" if waited is not None else str(how)
+        for how, waited in zip(row["end_of_turn"], row["endpoint_ms"], strict=True)
+    )
+    pause = f" (pause {row['pause_s']} s)" if row["pause_s"] else ""
+    return f"{row['voice']} {row['text']!r}{pause}: {turns or 'no metrics'}"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -156,6 +197,15 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     missing = sum(1 for r in rows if r["kind"] == "complete" and r["ttfa_ms"] is None)
     # A reply before the end of a complete utterance: the policy ended it at a gap between words.
     early = [r for r in rows if r["kind"] == "complete" and r["cut_in"]]
+    # The metrics event's first_frame_ms (the last turn's): from the reply's text being ready to
+    # its first frame leaving the worker's stream, and never before the turn was committed (a
+    # held reply takes no frame). Not held (silence_200): the worker's first-frame latency; held:
+    # whichever came later, the end of the wait or the worker's first frame.
+    first_frames = [
+        r["first_frame_ms"][-1]
+        for r in rows
+        if r["kind"] == "complete" and r["first_frame_ms"] and r["first_frame_ms"][-1] is not None
+    ]
 
     def rate(group: list[dict[str, Any]]) -> float:
         return round(sum(r["cut_in"] for r in group) / len(group), 3) if group else 0.0
@@ -167,6 +217,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "cut_in_rate_unfinished": rate(unfinished),
         "cut_in_rate_finished_sounding": rate(finished),
         "premature_rate": round(len(early) / max(len(complete) + missing, 1), 3),
+        "first_frame_ms_p50": pct(first_frames, 50),
         "no_reply": missing,
         "complete": len(complete) + missing,
         "paused": len(paused),
@@ -203,14 +254,18 @@ def main() -> int:
             all_rows[name] = rows
             results[name] = summarize(rows)
             print(f"{name}: {results[name]} ({time.monotonic() - began:.0f} s)", flush=True)
+            for row in rows:
+                if row["cut_in"]:
+                    label = "premature" if row["kind"] == "complete" else "cut in"
+                    print(f"  {label}: {explain(row)}", flush=True)
     if args.rows:
         args.rows.write_text(json.dumps(all_rows, indent=1))
 
     keys = ["ttfa_ms_p50", "ttfa_ms_p95", "cut_in_rate", "cut_in_rate_unfinished"]
-    keys += ["cut_in_rate_finished_sounding", "premature_rate", "no_reply"]
-    print(f"\n{'policy':<14}" + "".join(f"{k:>30}" for k in keys))
+    keys += ["cut_in_rate_finished_sounding", "premature_rate", "first_frame_ms_p50", "no_reply"]
+    print(f"\n{'policy':<16}" + "".join(f"{k:>30}" for k in keys))
     for name, summary in results.items():
-        print(f"{name:<14}" + "".join(f"{summary[k]!s:>30}" for k in keys))
+        print(f"{name:<16}" + "".join(f"{summary[k]!s:>30}" for k in keys))
     final = dict(results.get("semantic", {}))
     final["baseline_cut_in_rate"] = results.get("silence_600", {}).get("cut_in_rate")
     final["silence_200"] = results.get("silence_200")

@@ -76,6 +76,9 @@ do does did have has had gonna wanna
 i we they he she i'm i'd i'll we're we'd they're let's
 """
 _OPENERS = "so well okay ok alright right and but um uh hmm like"
+_SUBORDINATING = """
+if when whenever while although though because unless until once since after before whereas
+"""
 _ASKING = "can could would will shall should do does did is are was were may might"
 
 
@@ -91,8 +94,23 @@ UNFINISHED_UNLESS_ASKED = _word_set(_UNFINISHED_UNLESS_ASKED)
 OPENERS = _word_set(_OPENERS)
 # "Could you", "Do we": a question that has only begun.
 ASKING = _word_set(_ASKING)
+# A sentence opening on one of these is a dependent clause ("If it rains tomorrow."): alone it
+# is usually the first half of a sentence cut at a comma pause, which Whisper closes with ".".
+SUBORDINATING = _word_set(_SUBORDINATING)
 
 _WORD = re.compile(r"[a-z0-9']+")
+_SENTENCE_END = re.compile(r"[.?!\u2026]+\s+")
+
+
+def _dependent_clause(text: str) -> bool:
+    """The last sentence opens on a subordinating word and has no comma after which a main
+    clause could stand ("When you get to the station." yes; "When is it." and "If so, yes." no).
+    """
+    last = _SENTENCE_END.split(text.strip())[-1]
+    words = _WORD.findall(last.lower())
+    if len(words) < 2 or words[0] not in SUBORDINATING or "," in last:
+        return False
+    return words[1] not in ASKING  # "When can you come." is a question Whisper didn't mark
 
 
 class RuleJudge:
@@ -107,7 +125,10 @@ class RuleJudge:
     4. The last word is one a question may end on but a statement rarely does (auxiliaries,
        modals, subject pronouns: "Do we?" vs "And then I"), or the text is a question that
        has only begun ("Could you"): incomplete.
-    5. `.` at the end: complete; no punctuation at all: unsure.
+    5. The last sentence is a dependent clause alone ("If it rains tomorrow.", "After the
+       meeting."): unsure. A speaker's comma pause often comes right there, and Whisper ends
+       the clause with "."; as a short answer it may be finished, hence unsure, not incomplete.
+    6. `.` at the end: complete; no punctuation at all: unsure.
     """
 
     name = "rules"
@@ -126,6 +147,8 @@ class RuleJudge:
             return Verdict.COMPLETE
         if words[-1] in UNFINISHED_UNLESS_ASKED or (len(words) <= 2 and words[0] in ASKING):
             return Verdict.INCOMPLETE
+        if _dependent_clause(stripped):
+            return Verdict.UNSURE
         if stripped.endswith("."):
             return Verdict.COMPLETE
         return Verdict.UNSURE

@@ -27,6 +27,7 @@ const store = {
   agentText: "", // the latest agent turn's text so far
   errors: [], // every error: { code, message, fatal }
   cancels: [], // every audio_cancel: { turn, reason }
+  metrics: [], // every metrics event, as received
   playedSamples: 0, // 48 kHz samples the player has played
   playedNonSilentSamples: 0, // of which louder than -60 dBFS
   flushes: 0,
@@ -195,6 +196,7 @@ class Session {
         transcript.cancelled(message.turn, message.reason);
         break;
       case "metrics":
+        store.metrics.push(message);
         showMetrics(message);
         break;
       case "error":
@@ -264,17 +266,25 @@ function showError({ code, message, fatal = false }) {
   ui.errors.hidden = false;
 }
 
+/** The turn line: how the turn ended ("end of turn: semantic/complete after 300 ms"), latencies. */
 function showMetrics(metrics) {
+  const has = (key) => metrics[key] !== null && metrics[key] !== undefined;
+  const parts = [];
+  if (has("end_of_turn")) {
+    // endpoint_ms: the silence the policy waited after the last word before ending the turn.
+    const waited = has("endpoint_ms") ? ` after ${Math.round(metrics.endpoint_ms)} ms` : "";
+    parts.push(`end of turn: ${metrics.end_of_turn}${waited}`);
+  }
   const names = [
-    ["endpoint_ms", "endpoint"],
+    ...(has("end_of_turn") ? [] : [["endpoint_ms", "endpoint"]]),
     ["asr_ms", "asr"],
     ["first_frame_ms", "first frame"],
     ["ttfa_ms", "time to first audio"],
     ["barge_in_ms", "barge-in"],
   ];
-  const parts = names
-    .filter(([key]) => metrics[key] !== null && metrics[key] !== undefined)
-    .map(([key, label]) => `${label} ${Math.round(metrics[key])} ms`);
+  for (const [key, label] of names.filter(([key]) => has(key))) {
+    parts.push(`${label} ${Math.round(metrics[key])} ms`);
+  }
   ui.metrics.textContent = `turn ${metrics.turn}: ${parts.join(" · ") || "nothing measured"}`;
 }
 

@@ -45,6 +45,18 @@ TABLE = [
     ("The first thing is this:", N),
     ("So", N),
     ("Okay so", N),
+    # a dependent clause alone: often the first half of a sentence cut at a comma pause
+    ("If it rains tomorrow.", U),
+    ("when you get to the station.", U),
+    ("After the meeting.", U),
+    ("Once upon a time.", U),
+    ("Play some music. Because I like it.", U),
+    ("If it rains tomorrow, we will stay at home.", C),
+    ("When does the museum open?", C),
+    ("When can you come.", C),
+    ("I stayed at home because it rained.", C),
+    ("Because.", N),  # the last word rules first
+    ("If it rains tomorrow and", N),
     # nothing to go on
     ("", U),
     ("   ", U),
