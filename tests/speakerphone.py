@@ -4,7 +4,8 @@ Frames from the server are played in real time (20 ms per 20 ms, from when the f
 arrives), paused, resumed and dropped as `audio_pause` / `audio_resume` / `audio_cancel` say,
 as a real client's player does. What it played comes back into its microphone after
 `delay_ms` at `echo_db` relative to the reply's own level, over faint room noise, mixed with
-whatever the person says (`say`). Used by the echo tests and bench/echo.py.
+whatever the person says (`say`). `simulate` does the same offline, straight into an
+EchoCanceller. Used by the echo tests and bench/echo.py.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import time
 from typing import Any
 
 import numpy as np
+import soxr
 
 from voicefleet.audio.format import FRAME_BYTES
 from voicefleet.audio.resample import StreamResampler
 from voicefleet.client.session import ClientSession
+from voicefleet.orchestrator.echo import EchoCanceller, EchoConfig
 from voicefleet.orchestrator.protocol import (
     AudioCancel,
     AudioPause,
@@ -147,3 +150,38 @@ class Speakerphone:
             sent += CHUNK
             await asyncio.sleep(max(0.0, start + sent / RATE - loop.time()))
             await self.session.send_audio(pcm.tobytes())
+
+
+def simulate(
+    reply16: np.ndarray,
+    delay_ms: int,
+    gain_db: float,
+    near: np.ndarray | None = None,
+    near_at_s: float = 2.0,
+    config: EchoConfig | None = None,
+) -> tuple[np.ndarray, np.ndarray, EchoCanceller]:
+    """The same without a network or a clock, for unit tests and bench/echo.py: the reply
+    (16 kHz) leaves as 48 kHz frames 120 ms ahead of playback, as the orchestrator sends it;
+    the microphone is its echo `delay_ms` later at `gain_db`, room noise (about -64 dBFS) and
+    the person's `near` speech from `near_at_s`. Returns (microphone, canceller output,
+    canceller)."""
+    reply48 = soxr.resample(reply16.astype(np.float32), RATE, 48_000).astype(np.int16)
+    reply48 = np.concatenate([reply48, np.zeros(-reply48.size % 960, np.int16)])
+    total = reply16.size + RATE
+    delay = delay_ms * RATE // 1000
+    mic = np.random.default_rng(1).normal(0, 20, total)  # room noise, about -64 dBFS
+    mic[delay : delay + reply16.size] += reply16[: total - delay] * 10 ** (gain_db / 20)
+    if near is not None:
+        start = int(near_at_s * RATE)
+        mic[start : start + near.size] += near[: total - start]
+    mic16 = np.clip(mic, -32768, 32767).astype(np.int16)
+    canceller = EchoCanceller(config or EchoConfig())
+    out = []
+    frames_sent = 0
+    for at in range(0, total, 320):  # 20 ms of microphone at a time
+        # Frames leave up to 120 ms ahead of the client's playback.
+        while frames_sent * 960 < reply48.size and frames_sent * 320 <= at + 6 * 320:
+            canceller.played(reply48[frames_sent * 960 : (frames_sent + 1) * 960].tobytes())
+            frames_sent += 1
+        out.append(canceller.process(mic16[at : at + 320]))
+    return mic16, np.concatenate(out), canceller

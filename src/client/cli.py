@@ -68,9 +68,10 @@ def add_client_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     parser.add_argument(
         "--echo-cancellation",
         choices=ECHO_MODES,
-        default="auto",
-        help="who cancels the reply's echo in the microphone: auto (the server, on a "
-        "WebSocket), on, off (headphones), client (this device does)",
+        default=None,
+        help="who cancels the reply's echo in the microphone: auto (the server; the default "
+        "with --mic), on, off (headphones; the default with --wav and --text, which no "
+        "reply can reach), client (this device does)",
     )
     parser.add_argument(
         "--timeout",
@@ -109,7 +110,7 @@ async def client_main(args: argparse.Namespace) -> int:
         voice=args.voice,
         model=args.model,
         token=args.token if args.token is not None else os.environ.get(TOKEN_ENV, ""),
-        echo_cancellation=args.echo_cancellation,
+        echo_cancellation=args.echo_cancellation or ("auto" if args.mic else "off"),
     )
     restore = _stop_on_interrupt(source) if isinstance(source, MicInput) else _nothing
     try:

@@ -195,6 +195,7 @@ class EchoCanceller:
         # the utterance is transcribed from it (AEC3 may have dulled its first syllables).
         self._raw: collections.deque[Pcm16] = collections.deque(maxlen=_RAW_BLOCKS)
         self._out_end = 0  # output samples so far
+        self._last_far = -_TAIL - 1  # timeline position of the last far-end block playing
 
     @property
     def position(self) -> int:
@@ -233,12 +234,23 @@ class EchoCanceller:
         self._pending = data[whole:].copy()
         out = np.empty(whole, np.int16)
         for offset in range(0, whole, BLOCK):
-            far = self.far_end.take(start + offset, BLOCK)
+            at = start + offset
+            far = self.far_end.take(at, BLOCK)
             near = data[offset : offset + BLOCK]
-            cleaned = self.guard.block(far, near, _run(apm, far, near))
+            playing = bool(np.any(far))
+            if playing:
+                self._last_far = at
+            if self.guard.path.echoes is False or at - self._last_far > _TAIL:
+                # Nothing to cancel: a room without echo, or a second after the last reply
+                # audio (its echo has died away). AEC3 is skipped (it costs ~0.2 ms a block)
+                # and keeps what it learnt.
+                self.guard.path.add(far, near)
+                cleaned = near
+            else:
+                cleaned = self.guard.block(far, near, _run(apm, far, near))
             out[offset : offset + BLOCK] = cleaned
             self._raw.append(near.copy())
-            if np.any(far):
+            if playing:
                 self.echo_in.add(near)
                 self.echo_out.add(cleaned)
         self._out_end += whole
@@ -321,7 +333,10 @@ class EchoPath:
             self._seen += 1
         if self._seen:
             self._quiet_check(far, near)
-        if self._seen >= self.first_after and self._active >= self.every:
+        # Once found, an echo stays found: no more estimates. "No echo" is checked again
+        # every 2 s of reply audio (a headset taken off).
+        every = self.every if self.echoes is None else 200
+        if self.echoes is not True and self._seen >= self.first_after and self._active >= every:
             self._active = 0
             self.echoes = self._estimate()
 
@@ -432,6 +447,7 @@ class ConvergenceGuard:
 
 
 _SILENT_DB = -70.0
+_TAIL = VAD_RATE  # samples after the last reply audio during which echo may still come
 _RAW_BLOCKS = 31 * 100  # the longest utterance (vad.max_utterance_s) and its pre-roll
 QUIET_DELAY = 30  # blocks: the longest echo delay the quiet check allows for (300 ms)
 

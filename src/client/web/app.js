@@ -86,6 +86,9 @@ function readSettings() {
     inputRate: rate === "native" ? null : Number(rate ?? 16000),
     processing: query.get("processing") !== "off",
     hello: {
+      // The browser cancels the reply's echo itself (getUserMedia echoCancellation) unless
+      // ?processing=off, when the server does it.
+      echo_cancellation: query.get("processing") !== "off" ? "client" : "auto",
       language: ui.language.value.trim() || "en",
       voice: ui.voice.value.trim(),
       model: ui.model.value.trim(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import socket
 import sys
 import time
@@ -179,9 +180,9 @@ async def test_wav_round_trip_is_paced_and_records_the_reply(
 
     assert await run_cli(*argv) == 0
 
-    assert server.hellos == [
-        Hello(sample_rate=rate, language="de", voice="v1", model="m1", token="secret")
-    ]
+    # A file hears no reply: the server is told not to cancel echo.
+    hello = Hello(sample_rate=rate, language="de", voice="v1", model="m1", token="secret")
+    assert server.hellos == [dataclasses.replace(hello, echo_cancellation="off")]
     assert server.audio_bytes == 2 * (rate + round(0.3 * rate))
     # 1.3 s of audio at 20 ms chunks: the first chunk leaves at 20 ms, the last at 1.3 s.
     assert server.chunk_times[-1] - server.chunk_times[0] >= 1.2
@@ -232,7 +233,8 @@ async def test_the_token_comes_from_voicefleet_token_unless_given(
 
 
 @pytest.mark.parametrize(
-    ("flags", "mode", "said"), [([], "auto", "on"), (["--echo-cancellation", "off"], "off", "off")]
+    ("flags", "mode", "said"),
+    [([], "off", "off"), (["--echo-cancellation", "auto"], "auto", "on")],
 )
 async def test_the_client_asks_for_echo_cancellation_and_says_whether_it_is_on(
     start_server: StartServer,

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import soxr
 
+from tests.speakerphone import simulate
 from tests.speech import espeak_speech, piper_speech
 from voicefleet.orchestrator.audio_in import AudioIn
 from voicefleet.orchestrator.echo import (
@@ -191,33 +192,6 @@ def test_who_cancels_echo(mode: str, transport: str, enabled: bool, expected: bo
 # -- AEC3 on real speech -----------------------------------------------------------------
 
 
-def _speakerphone(
-    reply16: np.ndarray, delay_ms: int, gain_db: float, near: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, EchoCanceller]:
-    """Send the reply as 48 kHz frames in real time with a 120 ms lead (as the orchestrator
-    does) and feed the microphone: the echo of what played, room noise, optional near speech."""
-    reply48 = soxr.resample(reply16.astype(np.float32), RATE, 48_000).astype(np.int16)
-    reply48 = np.concatenate([reply48, np.zeros(-reply48.size % 960, np.int16)])
-    total = reply16.size + RATE
-    delay = delay_ms * RATE // 1000
-    mic = np.random.default_rng(1).normal(0, 20, total)  # room noise, about -64 dBFS
-    mic[delay : delay + reply16.size] += reply16[: total - delay] * 10 ** (gain_db / 20)
-    if near is not None:
-        start = 2 * RATE
-        mic[start : start + near.size] += near[: total - start]
-    mic16 = np.clip(mic, -32768, 32767).astype(np.int16)
-    canceller = EchoCanceller(EchoConfig())
-    out = []
-    frames_sent = 0
-    for at in range(0, total, 320):  # 20 ms of microphone at a time
-        # Frames leave up to 120 ms ahead of the client's playback.
-        while frames_sent * 960 < reply48.size and frames_sent * 320 <= at + 6 * 320:
-            canceller.played(reply48[frames_sent * 960 : (frames_sent + 1) * 960].tobytes())
-            frames_sent += 1
-        out.append(canceller.process(mic16[at : at + 320]))
-    return mic16, np.concatenate(out), canceller
-
-
 def _db(pcm: np.ndarray) -> float:
     samples = pcm.astype(np.float64) / 32768.0
     return float(10 * np.log10(np.mean(samples * samples) + 1e-12))
@@ -226,7 +200,7 @@ def _db(pcm: np.ndarray) -> float:
 @pytest.mark.parametrize(("delay_ms", "gain_db"), [(80, -12.0), (150, -6.0), (200, 0.0)])
 def test_the_echo_of_the_reply_is_cancelled(delay_ms: int, gain_db: float) -> None:
     reply = piper_speech(REPLY)
-    mic, out, canceller = _speakerphone(reply, delay_ms, gain_db)
+    mic, out, canceller = simulate(reply, delay_ms, gain_db)
     settled = slice(RATE, reply.size)  # after the first second
     assert _db(mic[settled]) - _db(out[settled]) > 25
     reduction = canceller.reduction_db()
@@ -241,8 +215,8 @@ def test_the_echo_of_the_reply_is_cancelled(delay_ms: int, gain_db: float) -> No
 def test_the_person_talking_over_the_echo_is_kept() -> None:
     reply = piper_speech(REPLY)
     near = espeak_speech("Wait, stop, I have another question about the trains.")
-    _, out, _ = _speakerphone(reply, 150, 0.0, near=near)
-    _, alone, _ = _speakerphone(np.zeros_like(reply), 150, 0.0, near=near)
+    _, out, _ = simulate(reply, 150, 0.0, near=near)
+    _, alone, _ = simulate(np.zeros_like(reply), 150, 0.0, near=near)
     talk = slice(2 * RATE, 2 * RATE + near.size)
     # Double talk: some of the person's level goes, most of it stays.
     assert _db(out[talk]) > _db(alone[talk]) - 10
