@@ -6,7 +6,7 @@ that audio is the far end of an acoustic echo canceller (WebRTC's AEC3 through
 
 Alignment. The canceller needs the far end fed no later than its echo reaches the microphone,
 and not much earlier (AEC3's own delay estimator covers about 0-500 ms, measured with
-bench/echo.py). `FarEnd` places the reply on the microphone's timeline the way a client
+bench/echo.py). `FarEnd` (far_end.py) places the reply on the microphone's timeline the way a client
 plays it: a frame plays when it arrives or when the one before it ends, whichever is later;
 pausing the client's playback holds what it had queued, cancelling drops it. Frames sent
 ahead of real time (the pacing lead) therefore line up with when they are heard, not with when
@@ -21,20 +21,18 @@ import math
 from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 from livekit import rtc
 from pydantic import BaseModel, ConfigDict, Field
 
 from voicefleet.audio.format import OUTPUT_SAMPLE_RATE
 from voicefleet.audio.resample import StreamResampler
+from voicefleet.orchestrator.echo_guard import BLOCK, ConvergenceGuard, Pcm16
+from voicefleet.orchestrator.far_end import FarEnd
 from voicefleet.orchestrator.protocol import AudioCancel, AudioPause, AudioResume, ServerMessage
 from voicefleet.orchestrator.vad import VAD_RATE
 
 if TYPE_CHECKING:
     from voicefleet.orchestrator.services import SessionSink
-
-Pcm16 = npt.NDArray[np.int16]
-BLOCK = VAD_RATE // 100  # AEC3 works on 10 ms blocks
 
 
 class EchoConfig(BaseModel):
@@ -78,101 +76,6 @@ def cancels_echo(mode: str, transport: str, config: EchoConfig) -> bool:
     if not config.enabled or mode in ("off", "client"):
         return False
     return mode == "on" or transport == "websocket"
-
-
-class FarEnd:
-    """The reply as the client plays it, on the microphone's timeline (16 kHz samples)."""
-
-    def __init__(self, delay_samples: int = 0, max_ahead: int = 3 * VAD_RATE) -> None:
-        self.delay = delay_samples
-        self.max_ahead = max_ahead
-        self._start = 0  # timeline position of _samples[0]
-        self._samples: collections.deque[Pcm16] = collections.deque()
-        self._size = 0
-        self._held: list[Pcm16] = []  # queued at the client while its playback is paused
-        self.paused = False
-        self.dropped = 0  # samples refused by the max_ahead bound
-
-    @property
-    def tail(self) -> int:
-        """Timeline position where the queued far end ends."""
-        return self._start + self._size
-
-    def play(self, pcm: Pcm16, at: int) -> None:
-        """`pcm` reached the client when the microphone was at `at`."""
-        if not pcm.size:
-            return
-        if self.paused:
-            self._held.append(pcm)
-            return
-        begin = max(at + self.delay, self.tail)
-        if begin + pcm.size - at > self.max_ahead:
-            self.dropped += pcm.size  # a client that sends no microphone audio
-            return
-        if begin > self.tail:
-            self._append(np.zeros(begin - self.tail, np.int16))
-        self._append(pcm)
-
-    def pause(self, at: int) -> None:
-        """The client stopped playing at `at`: what it had not played waits for resume."""
-        if self.paused:
-            return
-        self.paused = True
-        self._held = [self._cut(at + self.delay)]
-
-    def resume(self, at: int) -> None:
-        """Playback goes on from where it paused."""
-        if not self.paused:
-            return
-        self.paused = False
-        held, self._held = self._held, []
-        for pcm in held:
-            self.play(pcm, at)
-
-    def flush(self, at: int) -> None:
-        """The client dropped its queue (audio_cancel)."""
-        self.paused = False
-        self._held = []
-        self._cut(at + self.delay)
-
-    def take(self, at: int, count: int) -> Pcm16:
-        """The far end for timeline positions [at, at + count) (silence where nothing plays);
-        everything before `at + count` is forgotten."""
-        out = np.zeros(count, np.int16)
-        end = at + count
-        while self._samples and self._start < end:
-            head = self._samples[0]
-            lo, hi = max(at, self._start), min(end, self._start + head.size)
-            if hi > lo:
-                out[lo - at : hi - at] = head[lo - self._start : hi - self._start]
-            if self._start + head.size <= end:
-                self._samples.popleft()
-                self._size -= head.size
-                self._start += head.size
-            else:
-                keep = end - self._start
-                self._samples[0] = head[keep:]
-                self._size -= keep
-                self._start = end
-        if not self._samples:
-            self._start = max(self._start, end)
-        return out
-
-    def _append(self, pcm: Pcm16) -> None:
-        if not self._samples:
-            self._start = self.tail
-        self._samples.append(pcm)
-        self._size += pcm.size
-
-    def _cut(self, at: int) -> Pcm16:
-        """Remove and return what is queued from `at` on."""
-        if at >= self.tail:
-            return np.zeros(0, np.int16)
-        queued = np.concatenate(list(self._samples)) if self._samples else np.zeros(0, np.int16)
-        keep = max(0, at - self._start)
-        self._samples = collections.deque([queued[:keep]] if keep else [])
-        self._size = keep
-        return queued[keep:]
 
 
 class EchoCanceller:
@@ -290,176 +193,8 @@ class EchoCanceller:
         return self._apm
 
 
-class EchoPath:
-    """Does the microphone hear the far end?
-
-    Every 250 ms of reply audio, over the last 1.5 s: the microphone's waveform correlated
-    with the far end's at every lag from 0 to 500 ms (one FFT). An echo correlates at its
-    delay (measured on Piper and espeak-ng speech: 1.0 alone, 0.6-0.9 under a person as loud
-    as the echo, 0.16-0.5 under one 12 dB louder); independent speech much less (0.06-0.2,
-    the highest in the first, shortest windows). At `min_correlation` or more the room
-    echoes, and it is then taken to echo for the rest of the session (a person talking over
-    the reply lowers the correlation; the room did not change). It does not echo when the
-    microphone stayed 30 dB under the reply from 300 ms after it began (checked every block,
-    so a quiet headset is known 400 ms into the first reply), or when no lag correlated after
-    the reply played longer than the longest delay searched. An echo found later still
-    counts: a false "no echo" (a delay over 300 ms) lasts until the next estimate.
-    """
-
-    def __init__(self, window_blocks: int = 150, max_lag_blocks: int = 50) -> None:
-        self.window = window_blocks
-        self.max_lag = max_lag_blocks
-        self.first_after = 30  # blocks of reply audio before the first estimate
-        self.every = 25
-        self.min_correlation = 0.3
-        size = window_blocks + max_lag_blocks
-        self._far: collections.deque[Pcm16] = collections.deque(maxlen=size)
-        self._near: collections.deque[Pcm16] = collections.deque(maxlen=size)
-        self._active = 0  # blocks with the far end playing since the last estimate
-        self._seen = 0  # blocks with the far end playing, in all
-        self.correlation = 0.0
-        self.echoes: bool | None = None  # None: not known yet
-        self._searched = False  # the last correlation searched every lag
-        self._since = 0  # blocks since the far end first played
-        self._far_power = 0.0
-        self._near_power = 0.0
-
-    def add(self, far: Pcm16, near: Pcm16) -> None:
-        """One 10 ms block of each."""
-        self._far.append(far)
-        self._near.append(near)
-        if np.any(far):
-            self._active += 1
-            self._seen += 1
-        if self._seen:
-            self._quiet_check(far, near)
-        # Once found, an echo stays found: no more estimates. "No echo" is checked again
-        # every 2 s of reply audio (a headset taken off).
-        every = self.every if self.echoes is None else 200
-        if self.echoes is not True and self._seen >= self.first_after and self._active >= every:
-            self._active = 0
-            self.echoes = self._estimate()
-
-    def _quiet_check(self, far: Pcm16, near: Pcm16) -> None:
-        """Since the reply began: the far end's power, and the microphone's from QUIET_DELAY
-        on (an echo arrives by then); a microphone 30 dB under the reply hears no echo."""
-        self._since += 1
-        self._far_power += _power(far)
-        if self._since > QUIET_DELAY:
-            self._near_power += _power(near)
-        heard = self._since - QUIET_DELAY
-        if self.echoes is None and heard >= 10:
-            quiet = self._near_power / heard < 1e-3 * self._far_power / self._since
-            if quiet:
-                self.echoes = False
-
-    @property
-    def seen(self) -> int:
-        """Blocks with the far end playing, so far."""
-        return self._seen
-
-    def correlate_now(self) -> float:
-        """The best correlation over the history kept (see the class docstring)."""
-        far = np.concatenate(self._far).astype(np.float64)
-        near = np.concatenate(self._near).astype(np.float64)
-        # Early on (a short history) the lags searched are fewer, never the window shorter
-        # than them.
-        max_lag = min(self.max_lag * BLOCK, near.size // 2)
-        length = min(self.window * BLOCK, near.size - max_lag)
-        self.correlation = _best_correlation(far[far.size - length - max_lag :], near[-length:])
-        self._searched = max_lag == self.max_lag * BLOCK
-        return self.correlation
-
-    def _estimate(self) -> bool | None:
-        self.correlate_now()
-        if self.correlation >= self.min_correlation or self.echoes is not None:
-            return self.correlation >= self.min_correlation or self.echoes
-        heard_enough = self._seen >= self.max_lag + self.first_after
-        return False if heard_enough and self._searched else None
-
-
-def _best_correlation(far: npt.NDArray[np.float64], near: npt.NDArray[np.float64]) -> float:
-    """The normalized correlation of `near` with `far` at the lag where it is highest; `far`
-    holds the lags' worth of samples more than `near`, before it."""
-    max_lag = far.size - near.size
-    size = 1 << (far.size + near.size).bit_length()
-    cross = np.fft.irfft(np.fft.rfft(far, size) * np.conj(np.fft.rfft(near, size)), size)
-    # cross[j] = sum near[t] * far[t + j]: far `max_lag - j` samples earlier.
-    offsets = cross[: max_lag + 1]
-    energy = np.cumsum(np.concatenate([[0.0], far * far]))
-    far_energy = energy[near.size : near.size + max_lag + 1] - energy[: max_lag + 1]
-    near_energy = float(np.sum(near * near))
-    if near_energy == 0:
-        return 0.0
-    # A lag whose far end is (nearly) silent correlates with nothing: rounding noise over a
-    # tiny energy would look like a perfect match.
-    usable = far_energy > 0.05 * float(far_energy.max()) + 1e-3
-    normalized = np.where(usable, offsets / np.sqrt(far_energy * near_energy + 1e-12), 0.0)
-    return float(normalized.max())
-
-
-class ConvergenceGuard:
-    """What goes on to the VAD, per 10 ms block.
-
-    AEC3 learns the room from the reply itself: for its first second or so it can pass the
-    echo almost untouched (measured: up to the far end's own level at a 0 dB echo), enough for
-    the agent to barge in on itself; and while it learns it also swallows the onset of a voice
-    in a room with no echo at all. So `EchoPath` first finds out whether the room echoes:
-    - no echo heard (a headset, a WAV file): the microphone goes on as it is;
-    - echo, or not known yet: AEC3's output, and until `converge_s` of reply audio has been
-      cancelled a block counts as the person only when it reaches the far end's peak level
-      over the last 500 ms (what a 0 dB echo would bring back at most) + `margin_db` (-6 dB:
-      on 90 synthetic speakerphone replies bench/echo.py counts 2 self-interruptions at -6,
-      1 at +3, 21 with no guard); a quieter block is attenuated by 30 dB. The price: while
-      the guard works, talking over the agent needs a voice nearly as loud as the reply.
-    """
-
-    def __init__(self, converge_s: float, margin_db: float) -> None:
-        self.converge_blocks = round(converge_s * 100)
-        self.margin_db = margin_db
-        self.blocks = 0  # blocks with the far end playing, in a room that echoes
-        self.attenuated = 0
-        self.path = EchoPath()
-        self._far_db: collections.deque[float] = collections.deque(maxlen=50)
-
-    @property
-    def working(self) -> bool:
-        """Still within the first `converge_s` of reply audio."""
-        return self.blocks < self.converge_blocks
-
-    def block(self, far: Pcm16, near: Pcm16, cleaned: Pcm16) -> Pcm16:
-        """One 10 ms block: the far end, the raw microphone, AEC3's output; what goes on."""
-        self.path.add(far, near)
-        if self.path.echoes is False:
-            return near
-        far_db = _block_db(far)
-        self._far_db.append(far_db)
-        envelope = max(self._far_db)
-        if not self.working or envelope <= _SILENT_DB:
-            return cleaned
-        if far_db > _SILENT_DB:
-            self.blocks += 1
-        if _block_db(cleaned) >= envelope + self.margin_db:
-            return cleaned
-        self.attenuated += 1
-        quieter: Pcm16 = (cleaned.astype(np.int32) // 32).astype(np.int16)
-        return quieter
-
-
-_SILENT_DB = -70.0
 _TAIL = VAD_RATE  # samples after the last reply audio during which echo may still come
 _RAW_BLOCKS = 31 * 100  # the longest utterance (vad.max_utterance_s) and its pre-roll
-QUIET_DELAY = 30  # blocks: the longest echo delay the quiet check allows for (300 ms)
-
-
-def _power(pcm: Pcm16) -> float:
-    samples = pcm.astype(np.float64) / 32768.0
-    return float(np.mean(samples * samples))
-
-
-def _block_db(pcm: Pcm16) -> float:
-    samples = pcm.astype(np.float64) / 32768.0
-    return 10 * math.log10(float(np.mean(samples * samples)) + 1e-12)
 
 
 def _run(apm: rtc.AudioProcessingModule, far: Pcm16, near: Pcm16) -> Pcm16:

@@ -9,13 +9,9 @@ import soxr
 from tests.speakerphone import simulate
 from tests.speech import espeak_speech, piper_speech
 from voicefleet.orchestrator.audio_in import AudioIn
-from voicefleet.orchestrator.echo import (
-    ConvergenceGuard,
-    EchoCanceller,
-    EchoConfig,
-    FarEnd,
-    cancels_echo,
-)
+from voicefleet.orchestrator.echo import EchoCanceller, EchoConfig, cancels_echo
+from voicefleet.orchestrator.echo_guard import ConvergenceGuard
+from voicefleet.orchestrator.far_end import FarEnd
 from voicefleet.orchestrator.turn_events import Heard
 from voicefleet.orchestrator.vad import SpeechEnded, VadConfig, VoiceActivitySegmenter
 
