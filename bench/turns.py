@@ -127,9 +127,9 @@ def corpus(voices: list[str], quick: bool) -> list[Utterance]:
     return items
 
 
-async def play(url: str, item: Utterance) -> dict[str, Any]:
+async def play(url: str, item: Utterance, echo: str = "auto") -> dict[str, Any]:
     """One utterance in a fresh session: TTFA from the true end, and whether it cut in."""
-    session = ClientSession(url, Hello(sample_rate=RATE))
+    session = ClientSession(url, Hello(sample_rate=RATE, echo_cancellation=echo))
     await session.open()
     total = LEAD_S + item.audio.size / RATE + TAIL_S
     mic = TimedMicrophone(session, np.zeros(int(total * RATE), np.int16))
@@ -224,10 +224,10 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-async def run_policy(url: str, items: list[Utterance]) -> list[dict[str, Any]]:
+async def run_policy(url: str, items: list[Utterance], echo: str) -> list[dict[str, Any]]:
     rows = []
     for item in items:
-        rows.append(await play(url, item))
+        rows.append(await play(url, item, echo))
         await asyncio.sleep(0.3)
     return rows
 
@@ -238,6 +238,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a few utterances per kind")
     parser.add_argument("--policies", default="silence_600,silence_200,semantic")
     parser.add_argument("--rows", type=Path, help="write every utterance's result here (JSON)")
+    parser.add_argument(
+        "--echo-cancellation",
+        default="auto",
+        choices=["auto", "off"],
+        help="hello.echo_cancellation of every session (default auto, as a plain client)",
+    )
     args = parser.parse_args()
     items = corpus(args.voices.split(","), args.quick)
     print(f"corpus: {len(items)} utterances", flush=True)
@@ -249,7 +255,7 @@ def main() -> int:
         for name in args.policies.split(","):
             began = time.monotonic()
             orchestrator = stack.orchestrator(pipeline=POLICIES[name])
-            rows = asyncio.run(run_policy(orchestrator.ws_url, items))
+            rows = asyncio.run(run_policy(orchestrator.ws_url, items, args.echo_cancellation))
             orchestrator.stop()
             all_rows[name] = rows
             results[name] = summarize(rows)
