@@ -17,6 +17,7 @@ AEC3, shifted by `pipeline.echo.delay_ms` for clients known to be slower than th
 from __future__ import annotations
 
 import collections
+import logging
 import math
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,8 @@ from voicefleet.orchestrator.vad import VAD_RATE
 
 if TYPE_CHECKING:
     from voicefleet.orchestrator.services import SessionSink
+
+log = logging.getLogger(__name__)
 
 
 class EchoConfig(BaseModel):
@@ -99,6 +102,7 @@ class EchoCanceller:
         self._raw: collections.deque[Pcm16] = collections.deque(maxlen=_RAW_BLOCKS)
         self._out_end = 0  # output samples so far
         self._last_far = -_TAIL - 1  # timeline position of the last far-end block playing
+        self.failed = False  # AEC3 raised: the microphone goes on uncancelled
 
     @property
     def position(self) -> int:
@@ -150,7 +154,7 @@ class EchoCanceller:
                 self.guard.path.add(far, near)
                 cleaned = near
             else:
-                cleaned = self.guard.block(far, near, _run(apm, far, near))
+                cleaned = self.guard.block(far, near, self._cancel(apm, far, near))
             out[offset : offset + BLOCK] = cleaned
             self._raw.append(near.copy())
             if playing:
@@ -158,6 +162,17 @@ class EchoCanceller:
                 self.echo_out.add(cleaned)
         self._out_end += whole
         return out
+
+    def _cancel(self, apm: rtc.AudioProcessingModule, far: Pcm16, near: Pcm16) -> Pcm16:
+        if self.failed:
+            return near
+        try:
+            return _run(apm, far, near)
+        except RuntimeError as error:
+            # The session goes on with its microphone as it is, never with a traceback.
+            self.failed = True
+            log.warning("echo canceller failed, off for this session: %s", error)
+            return near
 
     @property
     def hears_no_echo(self) -> bool:

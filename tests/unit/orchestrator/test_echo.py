@@ -248,3 +248,21 @@ def test_in_a_room_without_echo_the_utterance_is_transcribed_from_the_raw_microp
 
 def _windows(signal: np.ndarray, size: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(signal, size)[::10]
+
+
+def test_a_canceller_that_fails_leaves_the_microphone_as_it_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from voicefleet.orchestrator import echo
+
+    def broken(*_: object) -> np.ndarray:
+        raise RuntimeError("apm: bad frame")
+
+    monkeypatch.setattr(echo, "_run", broken)
+    canceller = EchoCanceller(EchoConfig())
+    mic = (np.random.default_rng(3).normal(0, 3000, 3200)).astype(np.int16)
+    canceller.process(mic[:320])  # the processor exists from the first audio
+    canceller.played((np.ones(960 * 10, np.int16) * 1000).tobytes())
+    out = canceller.process(mic[320:])
+    assert canceller.failed
+    assert np.array_equal(out, mic[320:])
