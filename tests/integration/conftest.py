@@ -17,6 +17,7 @@ import soxr
 from tests.worker_process import OrchestratorProcess, WorkerProcess
 from voicefleet.asr.config import ASRConfig
 from voicefleet.asr.faster_whisper import FasterWhisperRecognizer
+from voicefleet.asr.wer import normalize_words
 from voicefleet.audio.pcm import s16le_to_float
 from voicefleet.client.session import ClientSession
 from voicefleet.orchestrator.protocol import Hello, ServerMessage
@@ -190,3 +191,17 @@ def transcribe_reply(recognizer: FasterWhisperRecognizer, pcm48k: bytes) -> str:
     """Transcribe 48 kHz reply audio."""
     audio = soxr.resample(s16le_to_float(pcm48k), 48_000, 16_000)
     return recognizer.transcribe(audio.astype(np.float32)).text
+
+
+# The four sentences of the failover tests' reply, each by two distinctive words: tiny.en once
+# heard "the late train" as "the lake", which one key word alone would read as a lost sentence.
+SENTENCE_KEYS = [("boats", "look"), ("bread", "bakery"), ("ducks", "pond"), ("train", "city")]
+
+
+def heard_each_sentence_once_in_order(heard: str) -> None:
+    """Every sentence exactly once (by either of its words), in order: nothing lost, nothing
+    heard twice."""
+    words = normalize_words(heard)
+    assert [max(words.count(k) for k in keys) for keys in SENTENCE_KEYS] == [1, 1, 1, 1], heard
+    first = [min(words.index(k) for k in keys if k in words) for keys in SENTENCE_KEYS]
+    assert first == sorted(first), heard
