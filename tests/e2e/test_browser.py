@@ -69,13 +69,17 @@ def stack(tmp_path: Path, redis_url: str) -> Iterator[Stack]:
         built.stop()
 
 
-@pytest.fixture
-def mic_wav(tmp_path: Path) -> Path:
+def write_mic_wav(path: Path, utterance: str) -> Path:
     """The fake microphone: 1 s of silence, the utterance, 3 s of silence (48 kHz, 16-bit)."""
-    path = tmp_path / "mic.wav"
-    speech = piper_speech(UTTERANCE, MIC_RATE)
+    speech = piper_speech(utterance, MIC_RATE)
     write_wav(path, with_silence(speech, MIC_RATE, before_s=1.0, after_s=3.0), MIC_RATE)
     return path
+
+
+@pytest.fixture
+def mic_wav(tmp_path: Path) -> Path:
+    """The fake microphone speaking UTTERANCE."""
+    return write_mic_wav(tmp_path / "mic.wav", UTTERANCE)
 
 
 def require_chromium() -> Path:

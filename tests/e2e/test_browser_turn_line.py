@@ -10,11 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_browser import open_page, page_state, require_chromium, wait_for
+from tests.e2e.test_browser import (
+    open_page,
+    page_state,
+    require_chromium,
+    wait_for,
+    write_mic_wav,
+)
 from tests.integration.conftest import Stack
-from tests.speech import piper_speech, with_silence, write_wav
 
-MIC_RATE = 48_000
 UTTERANCE = "Turn off the lights in the kitchen."
 
 
@@ -32,11 +36,8 @@ def semantic_stack(tmp_path: Path, redis_url: str) -> Iterator[Stack]:
 
 @pytest.fixture
 def mic_wav(tmp_path: Path) -> Path:
-    """1 s of silence, the utterance, 3 s of silence (48 kHz, 16-bit)."""
-    path = tmp_path / "mic.wav"
-    speech = piper_speech(UTTERANCE, MIC_RATE)
-    write_wav(path, with_silence(speech, MIC_RATE, before_s=1.0, after_s=3.0), MIC_RATE)
-    return path
+    """The fake microphone speaking UTTERANCE."""
+    return write_mic_wav(tmp_path / "mic.wav", UTTERANCE)
 
 
 async def test_the_turn_line_shows_the_end_of_turn_decision(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -31,15 +30,6 @@ INTERRUPTION = "Sorry but I have another question about the trains to Boston."
 REPLY_DBFS = -19.0  # about the level of the worker's -16 LUFS speech, as RMS
 
 
-@pytest.fixture(scope="module")
-def echo_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Stack]:
-    built = Stack(tmp_path_factory.mktemp("echo"), redis_url)
-    built.worker()
-    built.orchestrator()
-    yield built
-    built.stop()
-
-
 async def _wait(phone: Speakerphone, kind: type, within_s: float) -> None:
     deadline = time.monotonic() + within_s
     while not phone.of_type(kind):
@@ -58,9 +48,9 @@ async def _wait_final(phone: Speakerphone, within_s: float) -> None:
 
 @pytest.mark.parametrize(("echo_db", "delay_ms"), [(-12.0, 80), (-6.0, 150), (0.0, 200)])
 async def test_the_reply_plays_to_the_end_over_its_own_echo(
-    echo_stack: Stack, echo_db: float, delay_ms: int
+    shared_stack: Stack, echo_db: float, delay_ms: int
 ) -> None:
-    phone = Speakerphone(echo_stack.orchestrators[0].ws_url, echo_db=echo_db, delay_ms=delay_ms)
+    phone = Speakerphone(shared_stack.orchestrators[0].ws_url, echo_db=echo_db, delay_ms=delay_ms)
     await phone.open()
     try:
         ready = phone.session.result.ready
@@ -79,10 +69,12 @@ async def test_the_reply_plays_to_the_end_over_its_own_echo(
     assert isinstance(end, AudioEnd) and end.frames > 200  # a reply of over 4 s played whole
 
 
-async def test_without_the_canceller_the_same_echo_interrupts_the_agent(echo_stack: Stack) -> None:
+async def test_without_the_canceller_the_same_echo_interrupts_the_agent(
+    shared_stack: Stack,
+) -> None:
     """The control: echo cancellation off, the same 0 dB echo makes the agent stop itself."""
     phone = Speakerphone(
-        echo_stack.orchestrators[0].ws_url, echo_db=0.0, delay_ms=150, echo_cancellation="off"
+        shared_stack.orchestrators[0].ws_url, echo_db=0.0, delay_ms=150, echo_cancellation="off"
     )
     await phone.open()
     try:
@@ -95,11 +87,11 @@ async def test_without_the_canceller_the_same_echo_interrupts_the_agent(echo_sta
         await phone.close()
 
 
-async def test_a_person_talking_over_the_echo_stops_the_reply(echo_stack: Stack) -> None:
+async def test_a_person_talking_over_the_echo_stops_the_reply(shared_stack: Stack) -> None:
     voice = trim(espeak_speech(INTERRUPTION)).astype(np.float64)
     rms = float(np.sqrt(np.mean(voice * voice)))
     voice *= 32768 * 10 ** (REPLY_DBFS / 20) / rms  # as loud as the reply's echo at 0 dB
-    phone = Speakerphone(echo_stack.orchestrators[0].ws_url, echo_db=0.0, delay_ms=150)
+    phone = Speakerphone(shared_stack.orchestrators[0].ws_url, echo_db=0.0, delay_ms=150)
     await phone.open()
     try:
         await asyncio.sleep(0.5)
