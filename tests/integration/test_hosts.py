@@ -37,12 +37,13 @@ from tests.hosts import (
 )
 from tests.integration.conftest import (
     Stack,
+    heard_each_sentence_once_in_order,
     open_session,
     piper_worker_config,
     transcribe_reply,
     wait_for_event,
 )
-from tests.integration.test_fleet_faults import REPLY, each_once_in_order, speaking_worker
+from tests.integration.test_fleet_faults import REPLY, speaking_worker
 from tests.worker_process import OrchestratorProcess, WorkerProcess
 from voicefleet.asr.faster_whisper import FasterWhisperRecognizer
 from voicefleet.orchestrator.protocol import AudioEnd, AudioStart, ErrorEvent, ServerMessage
@@ -203,7 +204,7 @@ async def test_a_host_partitioned_mid_reply_hands_the_reply_to_the_other_host(
     cut.host.partition()
     await wait_for_event(events, lambda e: isinstance(e, AudioEnd), 40)
     assert not errors(events), events
-    each_once_in_order(transcribe_reply(recognizer, b"".join(session.result.frames)))
+    heard_each_sentence_once_in_order(transcribe_reply(recognizer, b"".join(session.result.frames)))
     _status, metrics = orchestrator.get("/metrics")
     assert "voicefleet_tts_failovers_total 1.0" in metrics
     # The cut host cannot renew its record, so it leaves the fleet; the session goes on.
