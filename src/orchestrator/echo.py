@@ -17,6 +17,7 @@ AEC3, shifted by `pipeline.echo.delay_ms` for clients known to be slower than th
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import math
 from typing import TYPE_CHECKING
@@ -104,11 +105,6 @@ class EchoCanceller:
         self._last_far = -_TAIL - 1  # timeline position of the last far-end block playing
         self.failed = False  # AEC3 raised: the microphone goes on uncancelled
 
-    @property
-    def position(self) -> int:
-        """Microphone samples received so far."""
-        return self._position
-
     def played(self, pcm48: bytes) -> None:
         """One reply frame (48 kHz s16le) left for the client."""
         if self._apm is None:
@@ -189,8 +185,11 @@ class EchoCanceller:
         first = self._out_end - kept
         if end > self._out_end or end - count < first or count <= 0:
             return None
-        raw = np.concatenate(list(self._raw))
-        return raw[end - count - first : end - first]
+        # Only the blocks that hold the span, not the whole history kept.
+        blocks = -(-(self._out_end - (end - count)) // BLOCK)
+        tail_start = self._out_end - blocks * BLOCK
+        raw = np.concatenate(list(itertools.islice(self._raw, len(self._raw) - blocks, None)))
+        return raw[end - count - tail_start : end - tail_start]
 
     def reduction_db(self) -> float | None:
         """How much quieter the microphone was after cancellation while the far end played."""

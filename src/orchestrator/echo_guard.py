@@ -5,12 +5,11 @@ while AEC3 still learns the room, a guard against the echo it lets through
 from __future__ import annotations
 
 import collections
-import math
 
 import numpy as np
 import numpy.typing as npt
 
-from voicefleet.orchestrator.vad import VAD_RATE
+from voicefleet.orchestrator.vad import VAD_RATE, frame_energy_db
 
 Pcm16 = npt.NDArray[np.int16]
 BLOCK = VAD_RATE // 100  # AEC3 works on 10 ms blocks
@@ -100,8 +99,10 @@ class EchoPath:
 
     def _estimate(self) -> bool | None:
         self.correlate_now()
-        if self.correlation >= self.min_correlation or self.echoes is not None:
-            return self.correlation >= self.min_correlation or self.echoes
+        if self.correlation >= self.min_correlation:
+            return True
+        if self.echoes is not None:
+            return self.echoes
         heard_enough = self._seen >= self.max_lag + self.first_after
         return False if heard_enough and self._searched else None
 
@@ -160,14 +161,14 @@ class ConvergenceGuard:
         self.path.add(far, near)
         if self.path.echoes is False:
             return near
-        far_db = _block_db(far)
+        far_db = frame_energy_db(far)
         self._far_db.append(far_db)
         envelope = max(self._far_db)
         if not self.working or envelope <= _SILENT_DB:
             return cleaned
         if far_db > _SILENT_DB:
             self.blocks += 1
-        if _block_db(cleaned) >= envelope + self.margin_db:
+        if frame_energy_db(cleaned) >= envelope + self.margin_db:
             return cleaned
         self.attenuated += 1
         quieter: Pcm16 = (cleaned.astype(np.int32) // 32).astype(np.int16)
@@ -177,8 +178,3 @@ class ConvergenceGuard:
 def _power(pcm: Pcm16) -> float:
     samples = pcm.astype(np.float64) / 32768.0
     return float(np.mean(samples * samples))
-
-
-def _block_db(pcm: Pcm16) -> float:
-    samples = pcm.astype(np.float64) / 32768.0
-    return 10 * math.log10(float(np.mean(samples * samples)) + 1e-12)
