@@ -85,6 +85,10 @@ POLICIES: dict[str, dict[str, Any]] = {
         "vad": {"hangover_ms": 600, "speculate_ms": 60},
         "end_of_turn": {"policy": "semantic"},
     },
+    "semantic_fast": {
+        "vad": {"hangover_ms": 600, "speculate_ms": 60},
+        "end_of_turn": {"policy": "semantic", "complete_ms": 200},
+    },
     "semantic_300": {
         "vad": {"hangover_ms": 600},
         "end_of_turn": {"policy": "semantic", "complete_ms": 300},

@@ -80,6 +80,11 @@ _SUBORDINATING = """
 if when whenever while although though because unless until once since after before whereas
 """
 _ASKING = "can could would will shall should do does did is are was were may might"
+# Whole answers Whisper often leaves unpunctuated when they are said alone.
+_SHORT_ANSWERS = """
+yes|no|yeah|yep|yup|nope|sure|thanks|thank you|no thanks|no thank you|yes please|correct
+exactly|absolutely|of course|goodbye|bye|good night|that's all|that's it|never mind
+"""
 
 
 def _word_set(text: str) -> frozenset[str]:
@@ -97,6 +102,7 @@ ASKING = _word_set(_ASKING)
 # A sentence opening on one of these is a dependent clause ("If it rains tomorrow."): alone it
 # is usually the first half of a sentence cut at a comma pause, which Whisper closes with ".".
 SUBORDINATING = _word_set(_SUBORDINATING)
+SHORT_ANSWERS = frozenset(filter(None, (a.strip() for a in re.split(r"[|\n]", _SHORT_ANSWERS))))
 
 _WORD = re.compile(r"[a-z0-9']+")
 _SENTENCE_END = re.compile(r"[.?!\u2026]+\s+")
@@ -128,7 +134,8 @@ class RuleJudge:
     5. The last sentence is a dependent clause alone ("If it rains tomorrow.", "After the
        meeting."): unsure. A speaker's comma pause often comes right there, and Whisper ends
        the clause with "."; as a short answer it may be finished, hence unsure, not incomplete.
-    6. `.` at the end: complete; no punctuation at all: unsure.
+    6. `.` at the end, or the whole text is a short answer Whisper left unpunctuated ("Yes",
+       "No thanks", SHORT_ANSWERS): complete; no punctuation at all: unsure.
     """
 
     name = "rules"
@@ -149,6 +156,6 @@ class RuleJudge:
             return Verdict.INCOMPLETE
         if _dependent_clause(stripped):
             return Verdict.UNSURE
-        if stripped.endswith("."):
+        if stripped.endswith(".") or " ".join(words) in SHORT_ANSWERS:
             return Verdict.COMPLETE
         return Verdict.UNSURE

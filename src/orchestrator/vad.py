@@ -35,7 +35,7 @@ class VadConfig(BaseModel):
     aggressiveness: int = Field(2, ge=0, le=3, description="webrtcvad mode")
     start_ms: int = Field(100, ge=20, description="voiced time that starts speech")
     hangover_ms: int = Field(600, ge=60, description="silence that ends speech")
-    speculate_ms: int = Field(120, ge=20, description="silence after which a pause is reported")
+    speculate_ms: int = Field(60, ge=20, description="silence after which a pause is reported")
     pre_roll_ms: int = Field(300, ge=0, description="audio kept from before the start")
     max_utterance_s: float = Field(30.0, gt=1, description="longer speech is cut here")
     noise_percentile: float = Field(20.0, gt=0, lt=100)

@@ -63,6 +63,14 @@ TABLE = [
     ("...", U),
     ("book a table for two at seven", U),
     ("hello there", U),
+    # a whole short answer, which Whisper often leaves unpunctuated
+    ("Yes", C),
+    ("no thank you", C),
+    ("That's all", C),
+    ("Exactly", C),
+    ("Yes and", N),
+    ("Yes I", N),
+    ("Yes the second one", U),
 ]
 
 
