@@ -19,6 +19,7 @@ class Transcript:
     language: str
     audio_s: float
     compute_ms: float
+    queued_ms: float = 0.0  # waiting for the recognizer (ASRService fills it in)
 
 
 class ASRError(Exception):
@@ -42,6 +43,10 @@ class SpeechRecognizer(ABC):
     @abstractmethod
     def transcribe(self, audio: Samples) -> Transcript:
         """Transcribe one utterance: float32 mono samples in [-1, 1] at sample_rate."""
+
+    def transcribe_batch(self, audios: list[Samples]) -> list[Transcript]:
+        """Several utterances at once; engines that can batch their model calls override this."""
+        return [self.transcribe(audio) for audio in audios]
 
 
 def check_audio(audio: Samples) -> Samples:

@@ -27,7 +27,10 @@ class ASRConfig(BaseModel):
     beam_size: int = Field(1, ge=1, description="1 is greedy decoding")
     compute_type: str = Field("int8", description="CTranslate2 compute type")
     cpu_threads: int = Field(2, ge=1, description="threads per transcription")
-    workers: int = Field(1, ge=1, description="transcriptions that may run at once")
+    workers: int = Field(1, ge=1, description="model calls that may run at once (replicas)")
+    max_batch: int = Field(
+        4, ge=1, le=32, description="queued finals that share one model call (1: no batching)"
+    )
     # Whisper's encoder always sees 30 s (padded); encoding a 10 s window instead costs a third
     # as much, and on clips that fit it keeps the 30 s window's accuracy. Shorter windows (6-8 s)
     # make tiny.en repeat the sentence or drop words, so 10 is the smallest safe value measured.

@@ -16,6 +16,7 @@ import zlib
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
@@ -132,49 +133,80 @@ class FasterWhisperRecognizer(SpeechRecognizer):
 
     def transcribe(self, audio: Samples) -> Transcript:
         """Transcribe one utterance; segment texts are stripped and joined with spaces."""
-        samples = check_audio(audio)
+        return self.transcribe_batch([audio])[0]
+
+    def transcribe_batch(self, audios: list[Samples]) -> list[Transcript]:
+        """Transcribe several utterances; those that fit the window share one encoder call and
+        one decoding call (a batch), the rest go through the full window one by one."""
+        clips = [check_audio(audio) for audio in audios]
         began = time.perf_counter()
-        text = ""
-        if samples.size:
-            windowed = self._decode_window(samples) if self.config.chunk_length else None
-            text = self._decode_full(samples) if windowed is None else windowed
-            if windowed is None:
+        texts: list[str | None] = [None if clip.size else "" for clip in clips]
+        if self.config.chunk_length:
+            fitting = {
+                i: f for i, clip in enumerate(clips) if (f := self._features(clip)) is not None
+            }
+            if fitting:
+                decoded = self._decode_windows(list(fitting.values()))
+                for index, text in zip(fitting, decoded, strict=True):
+                    texts[index] = text
+        for index, text in enumerate(texts):
+            if text is None:
+                texts[index] = self._decode_full(clips[index])
                 with self._count_lock:
                     self.full_window_runs += 1
-        return Transcript(
-            text=text,
-            language=self.language,
-            audio_s=samples.size / self.sample_rate,
-            compute_ms=(time.perf_counter() - began) * 1000,
-        )
+        compute_ms = (time.perf_counter() - began) * 1000
+        return [
+            Transcript(
+                text=text or "",
+                language=self.language,
+                audio_s=clip.size / self.sample_rate,
+                compute_ms=compute_ms,
+            )
+            for clip, text in zip(clips, texts, strict=True)
+        ]
 
     def _require(self) -> tuple[WhisperModel, Tokenizer]:
         if self._model is None or self._tokenizer is None:
             raise ASRError("faster-whisper model is not loaded: call load() first")
         return self._model, self._tokenizer
 
-    def _decode_window(self, samples: Samples) -> str | None:
-        """Decode within a chunk_length window; None when the clip or the result does not fit."""
-        model, tokenizer = self._require()
-        window_s = self.config.chunk_length or 30
-        frames = window_s * _FRAMES_PER_S
+    def _window_frames(self) -> int:
+        return (self.config.chunk_length or 30) * _FRAMES_PER_S
+
+    def _features(self, samples: Samples) -> np.ndarray | None:
+        """The clip's log-mel padded to the window; None for an empty clip or one too long."""
+        if not samples.size:
+            return None
+        model, _ = self._require()
+        frames = self._window_frames()
         # Same features transcribe() computes; passing no chunk_length leaves the shared
         # extractor untouched, which matters with several worker threads.
         features = model.feature_extractor(samples)[..., :-1]
         if features.shape[-1] > frames - _END_MARGIN_FRAMES:
             return None
-        encoded = model.encode(pad_or_trim(features, frames))
+        padded: np.ndarray = pad_or_trim(features, frames)
+        return padded
+
+    def _decode_windows(self, features: list[np.ndarray]) -> list[str | None]:
+        """Decode a batch of windows; None where a result shows a short window's failures."""
+        model, tokenizer = self._require()
+        window_s = self.config.chunk_length or 30
+        encoded = model.encode(np.stack(features))
         max_new = window_s * _MAX_TOKENS_PER_S
-        result: Any = model.model.generate(
+        results: list[Any] = model.model.generate(
             encoded,
-            [self._prompt],
+            [self._prompt] * len(features),
             beam_size=self.config.beam_size,
             max_length=len(self._prompt) + max_new,
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
             suppress_tokens=self._suppress,
-        )[0]
+        )
+        return [self._accept(result, tokenizer, max_new) for result in results]
+
+    @staticmethod
+    def _accept(result: Any, tokenizer: Tokenizer, max_new: int) -> str | None:
         tokens: list[int] = list(result.sequences_ids[0])
         text = str(tokenizer.decode(tokens)).strip()
         if (

@@ -30,6 +30,7 @@ from voicefleet.orchestrator.session import State
 from voicefleet.orchestrator.turn_events import (
     URGENT_EVENTS,
     CancelReply,
+    CancelTranscription,
     Close,
     CommitReply,
     Decided,
@@ -100,6 +101,7 @@ class TurnController:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timing = TurnTiming()
+        self._jobs: dict[int, asyncio.Task[Any]] = {}  # transcriptions by job id
         self._loop: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._released: asyncio.Task[None] | None = None
@@ -200,7 +202,12 @@ class TurnController:
             ).inc()
             self.audio_in.set_state(action.state.value)
         elif isinstance(action, Transcribe):
-            self._spawn(self.listening.transcribe(action.job, action.audio))
+            job_id = action.job
+            self._jobs[job_id] = self._spawn(self.listening.transcribe(job_id, action.audio))
+            self._jobs[job_id].add_done_callback(lambda _: self._jobs.pop(job_id, None))
+        elif isinstance(action, CancelTranscription):
+            if job := self._jobs.pop(action.job, None):
+                job.cancel()
         elif isinstance(action, SetHangover):
             self.audio_in.segmenter.set_hangover(action.ms, action.pause_at)
         elif isinstance(action, TurnEnded):
@@ -245,10 +252,11 @@ class TurnController:
 
     # -- actions -------------------------------------------------------------------------
 
-    def _spawn(self, step: Any) -> None:
-        task = asyncio.ensure_future(step)
+    def _spawn(self, step: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.create_task(step)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def _start_reply(self, action: StartReply) -> None:
         texts: AsyncIterator[str] = (
@@ -308,6 +316,8 @@ class TurnController:
             self._timing.endpoint_ms = action.value_ms
         elif action.name == "asr_ms":
             self._timing.asr_ms = action.value_ms
+        elif action.name == "asr_queue_ms":
+            self._timing.asr_queue_ms = action.value_ms
 
     async def _shut(self, reason: str) -> None:
         """Release everything; the worker sessions and the responder close in the background."""

@@ -21,6 +21,7 @@ from voicefleet.orchestrator.session import State
 from voicefleet.orchestrator.speaking import SpeakingDecisions
 from voicefleet.orchestrator.turn_events import (
     CancelReply,
+    CancelTranscription,
     Close,
     CommitReply,
     Hangup,
@@ -115,7 +116,12 @@ class TurnCore(SpeakingDecisions):
                 if speculation.text is not None:
                     self.speculation = None
                     self._end_turn(
-                        speculation.text, event, now, speculation.reply, speculation.verdict
+                        speculation.text,
+                        event,
+                        now,
+                        speculation.reply,
+                        speculation.verdict,
+                        speculation.queued_ms,
                     )
             else:
                 job = self._next_id()
@@ -144,10 +150,12 @@ class TurnCore(SpeakingDecisions):
             return
         if ours:
             assert speculation is not None
-            speculation.text = result.text
+            speculation.text, speculation.queued_ms = result.text, result.queued_ms
             if speculation.ending is not None:
                 self.speculation = None
-                self._end_turn(result.text, speculation.ending, now, speculation.reply)
+                self._end_turn(
+                    result.text, speculation.ending, now, speculation.reply, None, result.queued_ms
+                )
             elif result.text and self.state is State.LISTENING:
                 # Prepared while the silence runs; nobody hears it until the turn is confirmed.
                 text = self._with_carry(result.text)
@@ -156,7 +164,7 @@ class TurnCore(SpeakingDecisions):
                     self._judge(speculation, result.text)
         elif ending is not None:
             self._ending = None
-            self._end_turn(result.text, ending[1], now, None)
+            self._end_turn(result.text, ending[1], now, None, None, result.queued_ms)
 
     def _judge(self, speculation: Speculation, text: str) -> None:
         verdict = self.rules.judge.judge(text)
@@ -172,6 +180,8 @@ class TurnCore(SpeakingDecisions):
         speculation, self.speculation = self.speculation, None
         if speculation is None:
             return
+        if speculation.text is None:  # still queued or running: under load, that is a lane
+            self._do(CancelTranscription(speculation.job))
         if speculation.reply is not None:
             self._do(CancelReply(speculation.reply.id, "speculation dropped"))
         self._decided("speculation_dropped", self.turn + 1, why)
@@ -183,6 +193,7 @@ class TurnCore(SpeakingDecisions):
         now: float,
         held: ReplyState | None,
         verdict: Verdict | None = None,
+        queued_ms: float = 0.0,
     ) -> None:
         if not text.strip() or self.state is not State.LISTENING:
             if held is not None:
@@ -196,6 +207,7 @@ class TurnCore(SpeakingDecisions):
         speech_end_at = now - (ended.decided_at - ended.at)
         self._do(Measured("endpoint_ms", (ended.decided_at - ended.at) * 1000))
         self._do(Measured("asr_ms", (now - self._ended_at) * 1000))
+        self._do(Measured("asr_queue_ms", queued_ms))
         self._do(Send(TranscriptEvent(text=text, final=True, turn=self.turn)))
         self._move(State.WAITING_FOR_INPUT, "turn")
         if held is not None:

@@ -1,8 +1,9 @@
 """Listening: the session's transcription jobs and its partial transcripts.
 
-A job's result goes back to the turn controller as a `Transcribed` event. Partial transcripts
-are a courtesy: sent only while the ASR pool is idle, so a partial never queues ahead of the
-turn's final transcription, and dropped when the turn's final has gone out meanwhile.
+A job's result goes back to the turn controller as a `Transcribed` event (with how long it
+waited for the recognizer). Partial transcripts are a courtesy: the ASR service runs one only
+while it is idle (a partial is dropped, never queued, so it never delays anyone's final), and
+one is not sent when the turn's final has gone out meanwhile.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from voicefleet.asr.base import Transcript
 from voicefleet.orchestrator.audio_in import AudioIn
 from voicefleet.orchestrator.protocol import TranscriptEvent
 from voicefleet.orchestrator.services import Services, SessionSink
@@ -45,18 +47,18 @@ class Listening:
     async def transcribe(self, job: int, audio: np.ndarray) -> None:
         """Run one job; its text (or failure) comes back as Transcribed(job)."""
         try:
-            text = await self._asr(audio)
+            transcript = await self.services.asr.transcribe(_samples(audio))
         except Exception as error:
             self.services.metrics.errors.labels("asr").inc()
             self.post(Transcribed(job, "", f"transcription failed: {error}"))
             return
-        self.post(Transcribed(job, text))
+        self._observe(transcript)
+        self.post(Transcribed(job, transcript.text.strip(), queued_ms=transcript.queued_ms))
 
-    async def _asr(self, audio: np.ndarray) -> str:
-        samples = audio.astype(np.float32) / 32768.0
-        transcript = await self.services.asr.transcribe(samples)
-        self.services.metrics.asr_seconds.observe(transcript.compute_ms / 1000)
-        return transcript.text.strip()
+    def _observe(self, transcript: Transcript) -> None:
+        metrics = self.services.metrics
+        metrics.asr_seconds.observe(transcript.compute_ms / 1000)
+        metrics.asr_queue_seconds.observe(transcript.queued_ms / 1000)
 
     def maybe_partial(self, state: State, speculating: bool) -> None:
         """Start a partial transcript if one is due and the ASR pool is idle."""
@@ -68,7 +70,6 @@ class Listening:
             or state is not State.LISTENING
             or not segmenter.in_speech
             or speculating
-            or self.services.asr.in_flight
             or segmenter.voiced_s < interval
             or time.monotonic() - self._last_partial < interval
         ):
@@ -80,9 +81,14 @@ class Listening:
 
     async def _partial(self, audio: np.ndarray, turn: int) -> None:
         try:
-            text = await self._asr(audio)
+            transcript = await self.services.asr.partial(_samples(audio))
         except Exception:
             return  # a failed partial is not worth an error; the final will say
+        if transcript is None:
+            self.services.metrics.asr_partials_dropped.inc()
+            return  # the recognizer was busy: dropped, not queued
+        self._observe(transcript)
+        text = transcript.text.strip()
         # Stale when the turn's final has gone out meanwhile.
         if text and self.turn() < turn and not self._closed:
             await self.sink.send_event(TranscriptEvent(text=text, final=False, turn=turn))
@@ -92,3 +98,7 @@ class Listening:
         self._closed = True
         for task in self._partials:
             task.cancel()
+
+
+def _samples(audio: np.ndarray) -> np.ndarray:
+    return audio.astype(np.float32) / 32768.0

@@ -28,6 +28,17 @@ class OrchestratorMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.asr_queue_seconds = Histogram(
+            "voicefleet_asr_queue_seconds",
+            "Transcription requested -> the recognizer starts on it (waiting for a lane)",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.asr_partials_dropped = Counter(
+            "voicefleet_asr_partials_dropped",
+            "Partial transcripts not made because the recognizer was busy",
+            registry=r,
+        )
         self.tts_first_frame_seconds = Histogram(
             "voicefleet_tts_first_frame_seconds",
             "Reply text handed to TTS -> first frame back",

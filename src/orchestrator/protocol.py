@@ -181,6 +181,7 @@ class TurnMetrics:
     turn: int
     endpoint_ms: float | None = None
     asr_ms: float | None = None
+    asr_queue_ms: float | None = None  # of the transcription that ended the turn: waiting for ASR
     first_frame_ms: float | None = None
     ttfa_ms: float | None = None
     barge_in_ms: float | None = None

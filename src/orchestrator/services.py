@@ -47,6 +47,7 @@ class TurnTiming:
 
     endpoint_ms: float | None = None
     asr_ms: float | None = None
+    asr_queue_ms: float | None = None
     barge_in_ms: float | None = None
     end_of_turn: str | None = None
 
@@ -65,6 +66,7 @@ class TurnTiming:
             turn=reply.turn,
             endpoint_ms=_round(self.endpoint_ms),
             asr_ms=_round(self.asr_ms),
+            asr_queue_ms=_round(self.asr_queue_ms),
             first_frame_ms=_round(first_frame_ms),
             ttfa_ms=_round(ttfa_ms),
             barge_in_ms=_round(self.barge_in_ms),

@@ -45,6 +45,7 @@ class Transcribed:
     job: int
     text: str
     error: str | None = None
+    queued_ms: float = 0.0  # how long it waited for the recognizer
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,13 @@ class Transcribe:
 
     job: int
     audio: Pcm16
+
+
+@dataclass(frozen=True)
+class CancelTranscription:
+    """Nobody needs that job's text any more (a dropped speculation): out of the ASR queue."""
+
+    job: int
 
 
 @dataclass(frozen=True)
@@ -234,6 +242,7 @@ class TurnEnded:
 
 TurnAction = (
     Transcribe
+    | CancelTranscription
     | SetHangover
     | TurnEnded
     | StartReply

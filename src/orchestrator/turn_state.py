@@ -61,6 +61,7 @@ class Speculation:
     ending: SpeechEnded | None = None  # the turn ended; waiting for the text
     pause_at: float = 0.0  # stream seconds where the pause began
     verdict: Verdict | None = None  # the judge's, once the text is in (semantic policy)
+    queued_ms: float = 0.0  # how long its transcription waited for the recognizer
 
 
 class CoreState:

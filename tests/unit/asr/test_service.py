@@ -123,3 +123,130 @@ async def test_two_sessions_share_one_worker_and_both_get_their_text() -> None:
     for text, transcript in zip(texts, transcripts, strict=True):
         assert word_error_rate(text, transcript.text) <= 0.2, transcript.text
     assert service.in_flight == 0
+
+
+class BatchRecorder(GatedRecognizer):
+    """Records the size of every model call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[int]] = []
+
+    def transcribe_batch(self, audios: list[Samples]) -> list[Transcript]:
+        self.batches.append([audio.size for audio in audios])
+        return [self.transcribe(audio) for audio in audios]
+
+
+async def started(recognizer: GatedRecognizer, **config: int) -> ASRService:
+    recognizer.gate.set()
+    service = ASRService(ASRConfig(**config), recognizer=recognizer)  # type: ignore[arg-type]
+    await service.start()
+    return service
+
+
+async def test_finals_that_wait_share_one_call_up_to_max_batch_oldest_first() -> None:
+    fake = BatchRecorder()
+    service = await started(fake, workers=1, max_batch=3)
+    fake.gate.clear()
+    first = asyncio.create_task(service.transcribe(np.zeros(1, dtype=np.float32)))
+    await wait_until(lambda: fake.running == 1)
+    waiting = [
+        asyncio.create_task(service.transcribe(np.zeros(n, dtype=np.float32))) for n in (2, 3, 4, 5)
+    ]
+    await asyncio.sleep(0.05)
+    assert service.queued == 4
+    fake.gate.set()
+    results = await asyncio.gather(first, *waiting)
+    assert [r.text for r in results] == ["1", "2", "3", "4", "5"]
+    assert fake.batches == [[1], [2, 3, 4], [5]]
+    # The ones that waited say so; the first did not wait.
+    assert results[0].queued_ms < 40
+    assert all(r.queued_ms >= 40 for r in results[1:])
+    service.close()
+
+
+async def test_a_partial_never_waits_it_is_dropped_while_the_recognizer_is_busy() -> None:
+    fake = BatchRecorder()
+    service = await started(fake, workers=1)
+    idle = await service.partial(np.zeros(7, dtype=np.float32))
+    assert idle is not None and idle.text == "7"
+    fake.gate.clear()
+    final = asyncio.create_task(service.transcribe(np.zeros(1, dtype=np.float32)))
+    await wait_until(lambda: fake.running == 1)
+    assert await service.partial(np.zeros(8, dtype=np.float32)) is None
+    assert service.partials_dropped == 1
+    fake.gate.set()
+    assert (await final).text == "1"
+    assert [8] not in fake.batches
+
+
+async def test_a_final_whose_caller_left_is_not_transcribed() -> None:
+    fake = BatchRecorder()
+    service = await started(fake, workers=1, max_batch=4)
+    fake.gate.clear()
+    first = asyncio.create_task(service.transcribe(np.zeros(1, dtype=np.float32)))
+    await wait_until(lambda: fake.running == 1)
+    dropped = asyncio.create_task(service.transcribe(np.zeros(2, dtype=np.float32)))
+    kept = asyncio.create_task(service.transcribe(np.zeros(3, dtype=np.float32)))
+    await asyncio.sleep(0.02)
+    dropped.cancel()
+    fake.gate.set()
+    assert [(await first).text, (await kept).text] == ["1", "3"]
+    assert fake.batches == [[1], [3]]
+    service.close()
+
+
+async def test_closing_fails_the_queued_finals_with_a_clear_error() -> None:
+    fake = BatchRecorder()
+    service = await started(fake, workers=1)
+    fake.gate.clear()
+    running = asyncio.create_task(service.transcribe(np.zeros(1, dtype=np.float32)))
+    await wait_until(lambda: fake.running == 1)
+    queued = asyncio.create_task(service.transcribe(np.zeros(2, dtype=np.float32)))
+    await asyncio.sleep(0.02)
+    service.close()
+    for job in (running, queued):
+        with pytest.raises(ASRError, match="closed"):
+            await job
+    fake.gate.set()
+
+
+async def test_an_engine_failure_is_the_error_of_every_caller_in_the_batch() -> None:
+    class Broken(BatchRecorder):
+        def transcribe_batch(self, audios: list[Samples]) -> list[Transcript]:
+            if len(audios) > 1:
+                raise ASRError("engine broke")
+            return super().transcribe_batch(audios)
+
+    fake = Broken()
+    service = await started(fake, workers=1)
+    fake.gate.clear()
+    first = asyncio.create_task(service.transcribe(np.zeros(1, dtype=np.float32)))
+    await wait_until(lambda: fake.running == 1)
+    both = [asyncio.create_task(service.transcribe(np.zeros(n, dtype=np.float32))) for n in (2, 3)]
+    await asyncio.sleep(0.02)
+    fake.gate.set()
+    assert (await first).text == "1"
+    for job in both:
+        with pytest.raises(ASRError, match="engine broke"):
+            await job
+    # The service goes on serving.
+    assert (await service.transcribe(np.zeros(4, dtype=np.float32))).text == "4"
+    service.close()
+
+
+def test_a_batch_through_the_real_model_reads_like_one_clip_at_a_time() -> None:
+    texts = [
+        "Turn on the kitchen lights please.",
+        "What is the weather like this weekend?",
+        "Remind me to call my sister at noon.",
+    ]
+    clips = [to_float(piper_speech(text, deterministic=True)) for text in texts]
+    recognizer = FasterWhisperRecognizer(ASRConfig())
+    recognizer.load()
+    alone = [recognizer.transcribe(clip).text for clip in clips]
+    together = recognizer.transcribe_batch([*clips, np.zeros(0, dtype=np.float32)])
+    assert [t.text for t in together] == [*alone, ""]
+    for text, transcript in zip(texts, together[:3], strict=True):
+        assert word_error_rate(text, transcript.text) <= 0.2, transcript.text
+    assert recognizer.full_window_runs == 0

@@ -16,6 +16,7 @@ from voicefleet.orchestrator.protocol import (
 from voicefleet.orchestrator.session import State
 from voicefleet.orchestrator.turn_events import (
     CancelReply,
+    CancelTranscription,
     Close,
     CommitReply,
     Decided,
@@ -282,6 +283,19 @@ def test_a_dropped_speculation_is_cancelled_and_never_remembered() -> None:
     script.event(ReplyEnded(start.reply, completed=True))
     remembered = of(script.actions, Remember)
     assert [(r.user, r.reply) for r in remembered] == [("What is the weather like?", start.reply)]
+
+
+def test_a_speculation_dropped_before_its_text_came_takes_its_job_out_of_the_asr_queue() -> None:
+    script = Script()
+    _utterance(script)
+    job = only(script.event(Heard(SpeechPaused(at=script.now, audio=AUDIO))), Transcribe)
+    out = script.event(Heard(SpeechResumed(at=script.now)))
+    assert [c.job for c in of(out, CancelTranscription)] == [job.job]
+    # A speculation whose text is in has no job left to cancel.
+    script.frames(True, 200)
+    again = only(script.event(Heard(SpeechPaused(at=script.now, audio=AUDIO))), Transcribe)
+    script.event(Transcribed(again.job, "What is the"))
+    assert not of(script.event(Heard(SpeechResumed(at=script.now))), CancelTranscription)
 
 
 def test_the_turn_waits_for_a_speculative_transcript_still_running() -> None:
