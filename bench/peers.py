@@ -41,7 +41,7 @@ from bench.peer_servers import (
     physical_cores,
     requirements,
 )
-from bench.report import print_result
+from bench.output import print_result
 from tests.speech import Int16Samples
 from tests.worker_process import WorkerProcess
 from voicefleet.asr.config import ASRConfig

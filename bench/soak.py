@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.report import print_result
+from bench.output import print_result
 from bench.stack import running_stack
 from tests.integration.conftest import PIPER, Microphone
 from tests.speech import piper_speech

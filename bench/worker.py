@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.report import print_result
+from bench.output import print_result
 from tests.worker_process import WorkerProcess
 from voicefleet.rpc.generated import tts_pb2
 from voicefleet.rpc.tts_client import PAUSE, RESUME, STOP, TTSClient

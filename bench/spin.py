@@ -1,0 +1,102 @@
+"""ONNX Runtime thread spinning for Piper: first audio with idle threads spinning or sleeping.
+
+Piper's ONNX session (2 intra-op threads, as the worker runs it) with
+`session.intra_op.allow_spinning` on and off, on texts of four shapes, in two situations:
+- idle: nothing else runs (the best case for spinning: a woken thread finds work at once);
+- loaded: another session's synthesis runs continuously in a second thread, as when two
+  conversations speak at once on one worker (spinning threads then steal the cores the other
+  synthesis needs).
+Time to Piper's first chunk, median of `--rounds`. The worker's default (`spin_threads: false`
+in a Piper model's options) follows from these numbers; see docs/performance.md.
+
+    .venv/bin/python bench/spin.py [--rounds 7]
+
+The last line is one JSON object: median first-chunk ms per situation and setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from voicefleet.tts.adapters import ModelSpec
+from voicefleet.tts.adapters.base import SynthesisOptions
+from voicefleet.tts.adapters.piper import PiperAdapter
+
+TEXTS = [
+    "Yes.",
+    "Sure, I can help.",
+    "What is the weather like",
+    "The train to Boston leaves at seven from platform four.",
+]
+OTHER = "This is another conversation, talking at the same time about something else."
+
+
+def adapter(spin: bool) -> PiperAdapter:
+    piper = PiperAdapter(
+        ModelSpec(id="joe", adapter="piper", options={"threads": 2, "spin_threads": spin})
+    )
+    piper.load()
+    piper.warm_up()
+    return piper
+
+
+def first_chunk_ms(piper: PiperAdapter, text: str) -> float:
+    began = time.perf_counter()
+    for _chunk in piper.synthesize(text, SynthesisOptions()):
+        return (time.perf_counter() - began) * 1000
+    raise ValueError(f"no audio for {text!r}")
+
+
+def measure(piper: PiperAdapter, rounds: int) -> dict[str, float]:
+    return {
+        text: round(statistics.median(first_chunk_ms(piper, text) for _ in range(rounds)), 1)
+        for text in TEXTS
+    }
+
+
+def loaded(piper: PiperAdapter, rounds: int) -> dict[str, float]:
+    other = adapter(False)
+    stop = threading.Event()
+
+    def keep_busy() -> None:
+        while not stop.is_set():
+            list(other.synthesize(OTHER, SynthesisOptions()))
+
+    thread = threading.Thread(target=keep_busy, daemon=True)
+    thread.start()
+    time.sleep(0.3)
+    try:
+        return measure(piper, rounds)
+    finally:
+        stop.set()
+        thread.join()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    results: dict[str, dict[str, float]] = {}
+    for spin in (False, True):
+        piper = adapter(spin)
+        name = "spinning" if spin else "sleeping"
+        results[f"idle, {name}"] = measure(piper, args.rounds)
+        results[f"loaded, {name}"] = loaded(piper, args.rounds)
+    print(f"{'':<20}" + "".join(f"{text[:22]:>26}" for text in TEXTS))
+    for key, row in results.items():
+        print(f"{key:<20}" + "".join(f"{row[text]:>26}" for text in TEXTS))
+    summary = {key: statistics.median(row.values()) for key, row in results.items()}
+    print(json.dumps({"first_chunk_ms_median": summary}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
