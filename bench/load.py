@@ -47,7 +47,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.crowd import Clip, Load, corpus, run_load
-from bench.limits import LIMITS, SYMPTOMS, first_reached
+from bench.limits import LIMITS, SYMPTOMS, Limit, first_reached
 from bench.stack import running_stack
 from bench.usage import UsageSampler
 from tests.integration.conftest import PIPER
@@ -89,6 +89,8 @@ def summarize(load: Load, usage: dict[str, Any]) -> dict[str, Any]:
         "errors": len(load.errors) + len(load.failed) + missing + len(problems),
         "details": (load.failed + load.errors + problems)[:5],
         "bench_late_ms_max": round(load.late_max_s * 1000, 1),
+        # The machine is shared: what processes other than the stack and this bench used.
+        "others_cpu_pct": round(usage["machine"]["mean"] - usage["tracked"]["mean"], 1),
         "seconds": round(load.ended - load.began, 1),
         "usage": usage,
     }
@@ -123,14 +125,14 @@ def print_latency(title: str, rows: list[dict[str, Any]]) -> None:
 def print_usage(title: str, rows: list[dict[str, Any]]) -> None:
     """CPU and peak RSS per N: the machine, and each process with its event loop."""
     print(
-        f"\n{title}: CPU (machine, tracked = these processes together: % of all cores, mean "
-        "p95 and the share of samples pinned; a process: % of one core, mean p95, its main "
-        "thread's p95) and peak RSS (MB); late = the clients' worst tick delay (ms)"
+        f"\n{title}: CPU (machine: % of all cores, mean, p95, share of samples pinned; others: "
+        "the machine's mean less these processes'; a process: % of one core, mean, p95, its main "
+        "thread's p95) and peak RSS (MB); late: the clients' worst tick delay (ms)"
     )
     usage = rows[0]["usage"]
     names = [n for n in usage if n not in ("cores", "samples", "machine", "tracked")]
     short = [SHORT.get(n, n.replace("worker", "w")) for n in names]
-    print(f"{'N':>3}{'machine':>8}{'p95':>5}{'pinned':>7}{'tracked':>8}", end="")
+    print(f"{'N':>3}{'machine':>8}{'p95':>5}{'pinned':>7}{'others':>7}", end="")
     print("".join(f"{s:>7}{'p95':>5}{'loop':>5}{'MB':>6}" for s in short) + f"{'late':>6}")
     for r in rows:
         u = r["usage"]
@@ -138,7 +140,7 @@ def print_usage(title: str, rows: list[dict[str, Any]]) -> None:
         print(
             f"{r['sessions']:>3}{m['mean']:>8.0f}{m['p95']:>5.0f}{m['pinned_share']:>7.2f}", end=""
         )
-        print(f"{u['tracked']['mean']:>8.0f}", end="")
+        print(f"{r['others_cpu_pct']:>7.0f}", end="")
         for n in names:
             cpu, loop = u[n]["cpu"], u[n]["loop"]
             print(f"{cpu['mean']:>7.0f}{cpu['p95']:>5.0f}{loop['p95']:>5.0f}", end="")
@@ -151,8 +153,23 @@ def print_tables(workers: int, mode: str, rows: list[dict[str, Any]]) -> None:
     title = f"{workers} worker(s), {mode}"
     print_latency(title, rows)
     print_usage(title, rows)
-    print(f"first exhausted: {first_reached(rows, LIMITS)}")
-    print(f"first degraded: {first_reached(rows, SYMPTOMS)}", flush=True)
+    busy = [
+        f"N={r['sessions']} {r['others_cpu_pct']:.0f} %" for r in rows if r["others_cpu_pct"] > 10
+    ]
+    if busy:
+        print(f"warning: other processes used the machine ({', '.join(busy)} of all cores):")
+        print("  the limits below are this shared machine's, not the stack's alone")
+    print(f"first exhausted: {describe(first_reached(rows, LIMITS), LIMITS)}")
+    print(f"first degraded: {describe(first_reached(rows, SYMPTOMS), SYMPTOMS)}", flush=True)
+
+
+def describe(reached: dict[str, Any] | None, limits: tuple[Limit, ...]) -> str:
+    """`first_reached`'s answer with each rule spelled out."""
+    rules = {limit.name: limit.rule for limit in limits}
+    if reached is None:
+        return "none at these N (" + "; ".join(f"{n}: {r}" for n, r in rules.items()) + ")"
+    found = "; ".join(f"{n} = {v:g} ({rules[n]})" for n, v in reached["values"].items())
+    return f"N={reached['sessions']}: {found}"
 
 
 def run_workers(count: int, args: argparse.Namespace, clips: list[Clip]) -> list[dict[str, Any]]:
@@ -198,7 +215,7 @@ def run_workers(count: int, args: argparse.Namespace, clips: list[Clip]) -> list
 
 def key_figures(rows: list[dict[str, Any]], quick: bool, rounds: int) -> dict[str, Any]:
     """The last line: per worker count and mode, the figures a reader compares."""
-    out: dict[str, Any] = {"smoke": quick, "rounds": rounds}
+    out: dict[str, Any] = {"quick": quick, "rounds": rounds}
     for workers in sorted({r["workers"] for r in rows}):
         per_mode = {}
         for mode in dict.fromkeys(r["mode"] for r in rows):
@@ -214,6 +231,7 @@ def key_figures(rows: list[dict[str, Any]], quick: bool, rounds: int) -> dict[st
                 figures[f"ttfa_ms_p95_at_{n}"] = at[n]["ttfa_ms_p95"] if n in at else None
                 figures[f"underrun_replies_at_{n}"] = at[n]["underrun_replies"] if n in at else None
                 figures[f"errors_at_{n}"] = at[n]["errors"] if n in at else None
+            figures["others_cpu_pct_max"] = max(r["others_cpu_pct"] for r in mine)
             figures["first_exhausted"] = first_reached(mine, LIMITS)
             figures["first_degraded"] = first_reached(mine, SYMPTOMS)
             per_mode[mode] = figures
