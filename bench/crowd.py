@@ -159,6 +159,7 @@ class Turn:
     ttfa_ms: float | None = None
     server_ttfa_ms: float | None = None
     asr_queue_ms: float | None = None
+    asr_ms: float | None = None
     first_frame_ms: float | None = None
     frames: int = 0
     late_frames: int = 0
@@ -204,7 +205,8 @@ def read_turn(client: Client) -> Turn:
     metrics = next((m.message for m in mine if isinstance(m.message, TurnMetrics)), None)
     if metrics is not None:
         turn.server_ttfa_ms = metrics.ttfa_ms
-        turn.asr_queue_ms, turn.first_frame_ms = metrics.asr_queue_ms, metrics.first_frame_ms
+        turn.asr_queue_ms, turn.asr_ms = metrics.asr_queue_ms, metrics.asr_ms
+        turn.first_frame_ms = metrics.first_frame_ms
     return turn
 
 

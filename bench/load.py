@@ -12,7 +12,9 @@ run 1 thread each, so the stack asks for no more threads than there are cores ei
 Per (workers, mode, N), over every client's turns:
 - TTFA on the client's clock: first reply frame - when the chunk holding the true end of speech
   was sent (as bench/turns.py); and the server's own `ttfa_ms` from the metrics event;
-- ASR queueing (`asr_queue_ms`) and the TTS first frame (`first_frame_ms`), from the metrics;
+- from the metrics event: ASR queueing (`asr_queue_ms`), `asr_ms` (the end-of-speech decision
+  -> the turn's transcript) and `first_frame_ms` (the reply's text ready -> its first frame,
+  or the end of the end-of-turn wait if later);
 - playback underruns (bench/playout.py): a reply plays out from its first frame's arrival +
   60 ms, frame i due 20 ms x i later; a frame arriving after its due time is an underrun frame,
   a reply with any is an underrun reply. audio_pause / resume / cancel (`interruptions`; the
@@ -72,7 +74,7 @@ def summarize(load: Load, usage: dict[str, Any]) -> dict[str, Any]:
     missing = sum(t.missing for t in turns)
     problems = [p for t in turns for p in t.problems]
     row: dict[str, Any] = {"mode": load.mode, "sessions": load.sessions, "turns": len(turns)}
-    for key in ("ttfa_ms", "server_ttfa_ms", "asr_queue_ms", "first_frame_ms"):
+    for key in ("ttfa_ms", "server_ttfa_ms", "asr_queue_ms", "asr_ms", "first_frame_ms"):
         row[f"{key}_p50"], row[f"{key}_p95"] = pct(values(key), 50), pct(values(key), 95)
     row |= {
         "replies": len(replies),
@@ -107,8 +109,8 @@ SHORT = {"orchestrator": "orch", "valkey": "valkey", "bench": "bench"}
 def print_latency(title: str, rows: list[dict[str, Any]]) -> None:
     """Latency percentiles, playback and errors per N."""
     print(f"\n{title}: latency (ms; ttfa on the client's clock, server = its metrics) and playback")
-    keys = ["ttfa_ms", "server_ttfa_ms", "asr_queue_ms", "first_frame_ms"]
-    names = ["ttfa", "server", "asr_queue", "first_frame"]
+    keys = ["ttfa_ms", "server_ttfa_ms", "asr_queue_ms", "asr_ms", "first_frame_ms"]
+    names = ["ttfa", "server", "asr_queue", "asr", "first_frame"]
     head = "".join(f"{name + ' p50':>16}{'p95':>8}" for name in names)
     print(f"{'N':>3}{'turns':>6}{head}{'replies':>8}{'late rep':>9}{'late fr':>8}", end="")
     print(f"{'intr':>5}{'errors':>7}")
