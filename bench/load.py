@@ -31,7 +31,8 @@ Per (workers, mode, N), over every client's turns:
   each one's main thread (its event loop);
 - which limit is reached first, by rule (LIMITS: resources; SYMPTOMS: what the user notices),
   at the smallest N where it holds.
-Prints two tables per (workers, mode); the last line is one JSON object of key figures.
+Prints two tables per (workers, mode); the last line is one JSON object of key figures. Each
+(mode, N) takes 20-40 s (3 rounds); the whole default run about 15-20 minutes, `--quick` 2.
 
     .venv/bin/python bench/load.py [--sessions 1,2,4,8,16,24,32] [--workers 1,2]
         [--modes staggered,simultaneous] [--rounds 3] [--quick] [--json results.json]
@@ -267,8 +268,8 @@ def main() -> int:
     rows = []
     for count in counts:
         rows += run_workers(count, args, clips)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        if args.json:  # after each stack: a long run that fails later keeps what it measured
+            args.json.write_text(json.dumps(rows, indent=1))
     print(json.dumps(key_figures(rows, args.quick, args.rounds)))
     return 0
 
