@@ -10,7 +10,7 @@ Reported per setting and N: latency from request to text (p50 / p95 / max: queue
 the mean queueing delay, and the words right (WER over all clips). The clips are the bench's
 spoken questions in the Piper voice and espeak-ng.
 
-    .venv/bin/python bench/asr_load.py [--sessions 1,2,4,8,16] [--quick]
+    .venv/bin/python bench/asr_load.py [--sessions 1,2,4,8,16] [--quick] [--json PATH]
 
 The last line is one JSON object: per setting, the p95 latency at the largest N.
 """
@@ -111,6 +111,7 @@ def main() -> int:
     parser.add_argument("--settings", default=",".join(SETTINGS))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="one round, N up to 8")
+    parser.add_argument("--json", type=Path, help="also write every setting's table here")
     args = parser.parse_args()
     sizes = [int(n) for n in args.sessions.split(",")]
     rounds = args.rounds
@@ -118,8 +119,9 @@ def main() -> int:
         sizes, rounds = [n for n in sizes if n <= 8], 1
     corpus = clips()
     summary: dict[str, float] = {}
+    tables: dict[str, dict[str, dict[str, float]]] = {}
     for name in args.settings.split(","):
-        results = asyncio.run(run_setting(SETTINGS[name], corpus, sizes, rounds))
+        results = tables[name] = asyncio.run(run_setting(SETTINGS[name], corpus, sizes, rounds))
         print(f"\n{name}")
         print(f"{'':<18}{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}{'queued':>10}{'WER':>8}")
         for key, row in results.items():
@@ -129,6 +131,9 @@ def main() -> int:
                 flush=True,
             )
         summary[name] = results[f"simultaneous {sizes[-1]}"]["p95_ms"]
+    if args.json:
+        settings = {name: SETTINGS[name] for name in tables}
+        args.json.write_text(json.dumps({"settings": settings, "tables": tables}, indent=1))
     print(json.dumps({"sessions": sizes[-1], "p95_ms_simultaneous": summary}))
     return 0
 

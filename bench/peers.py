@@ -33,6 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import peer_asr, peer_tts
+from bench.output import print_result
 from bench.peer_servers import (
     PeerError,
     PeerServer,
@@ -41,7 +42,6 @@ from bench.peer_servers import (
     physical_cores,
     requirements,
 )
-from bench.output import print_result
 from tests.speech import Int16Samples
 from tests.worker_process import WorkerProcess
 from voicefleet.asr.config import ASRConfig

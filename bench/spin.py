@@ -9,7 +9,7 @@ Piper's ONNX session (2 intra-op threads, as the worker runs it) with
 Time to Piper's first chunk, median of `--rounds`. The worker's default (`spin_threads: false`
 in a Piper model's options) follows from these numbers; see docs/performance.md.
 
-    .venv/bin/python bench/spin.py [--rounds 7]
+    .venv/bin/python bench/spin.py [--rounds 7] [--json PATH]
 
 The last line is one JSON object: median first-chunk ms per situation and setting.
 """
@@ -83,6 +83,7 @@ def loaded(piper: PiperAdapter, rounds: int) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--json", type=Path, help="also write the table here")
     args = parser.parse_args()
     results: dict[str, dict[str, float]] = {}
     for spin in (False, True):
@@ -94,6 +95,8 @@ def main() -> int:
     for key, row in results.items():
         print(f"{key:<20}" + "".join(f"{row[text]:>26}" for text in TEXTS))
     summary = {key: statistics.median(row.values()) for key, row in results.items()}
+    if args.json:
+        args.json.write_text(json.dumps({"texts": TEXTS, "results": results}, indent=1))
     print(json.dumps({"first_chunk_ms_median": summary}))
     return 0
 
