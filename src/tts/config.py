@@ -7,7 +7,7 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -15,6 +15,7 @@ from voicefleet.rpc.redis_conn import RedisAccess, check_url
 from voicefleet.rpc.registry import DEFAULT_PREFIX
 from voicefleet.settings import load_config
 from voicefleet.tts.adapters.base import ModelSpec
+from voicefleet.tts.segmenter import FirstSegment
 
 ENV_PREFIX = "VOICEFLEET_WORKER"
 BUNDLED_PIPER_ID = "en_US-joe-medium"
@@ -48,6 +49,35 @@ class LoudnessConfig(_Section):
     ceiling_dbfs: float = Field(
         -1.5, le=0, description="sample-peak ceiling (true peak stays <= -1)"
     )
+
+
+class FirstSegmentConfig(_Section):
+    """How a stream's first segment is cut: the listener waits for its synthesis alone.
+
+    Shorter is sooner (Piper: ~40 ms plus ~8 ms a word on 2 cores) but puts a restart of the
+    voice inside the first sentence; docs/adapters.md, "Segments", has the measurements.
+    """
+
+    mode: Literal["words", "clause", "sentence"] = Field(
+        "words",
+        description="words: at the first clause break or an earlier word boundary before a "
+        "conjunction/preposition (min_words..max_words); clause: at the first clause break "
+        "only; sentence: the whole first sentence",
+    )
+    min_words: int = Field(3, ge=1, le=50, description="words mode: fewest words before a cut")
+    max_words: int = Field(
+        8, ge=1, le=50, description="words mode: past this many words any word boundary will do"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.min_words > self.max_words:
+            raise ValueError("min_words must not exceed max_words")
+        return self
+
+    def rule(self) -> FirstSegment:
+        """The segmenter's form of these settings."""
+        return FirstSegment(self.mode, self.min_words, self.max_words)
 
 
 class RegistryConfig(_Section):
@@ -166,6 +196,7 @@ class WorkerConfig(_Section):
         None, description="host:port others dial; default host:port"
     )
     max_lead_ms: int = Field(200, ge=20, description="audio sent ahead of real time, at most")
+    first_segment: FirstSegmentConfig = FirstSegmentConfig()
     synthesis_threads: int = Field(2, ge=1, description="segments synthesized at once")
     drain_s: float = Field(10.0, ge=0, description="grace for running streams on SIGTERM")
     default_model: str = BUNDLED_PIPER_ID

@@ -26,7 +26,7 @@ from voicefleet.audio.pacing import PacingClock
 from voicefleet.rpc.generated import tts_pb2
 from voicefleet.tts.adapters.base import TTSAdapter
 from voicefleet.tts.errors import InvalidRequest, SynthesisFailed, WorkerError
-from voicefleet.tts.segmenter import Segment, TextSegmenter
+from voicefleet.tts.segmenter import FirstSegment, Segment, TextSegmenter
 from voicefleet.tts.session import StreamControl, WorkerSession
 from voicefleet.tts.stats import WorkerStats
 
@@ -42,6 +42,7 @@ class StreamSettings:
     max_stream_chars: int
     target_lufs: float
     ceiling_dbfs: float
+    first_segment: FirstSegment
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ class SynthesisStream:
     async def _read_text(
         self, first: tts_pb2.TextChunk, rest: AsyncIterator[tts_pb2.TextChunk]
     ) -> None:
-        segmenter = TextSegmenter()
+        segmenter = TextSegmenter(first_segment=self._settings.first_segment)
         expected, total = 0, 0
         chunk: tts_pb2.TextChunk | None = first
         try:

@@ -95,6 +95,7 @@ class Worker:
                 max_stream_chars=config.limits.max_stream_chars,
                 target_lufs=config.loudness.target_lufs,
                 ceiling_dbfs=config.loudness.ceiling_dbfs,
+                first_segment=config.first_segment.rule(),
             ),
             self.stats,
             self.credentials,

@@ -192,6 +192,32 @@ async def test_frames_say_which_text_they_speak(client: TTSClient) -> None:
     await client.end_session(sid)
 
 
+LONG_FIRST_SENTENCE = (
+    "The quick brown fox jumps over the lazy dog near the river bank today. Then it slept."
+)
+
+
+@pytest.mark.parametrize(
+    ("mode", "first"),
+    [
+        ("words", "The quick brown fox jumps"),
+        ("sentence", LONG_FIRST_SENTENCE.split(". ")[0] + "."),
+    ],
+)
+async def test_the_first_segment_is_cut_as_the_worker_is_configured(  # type: ignore[no-untyped-def]
+    start_worker, mode: str, first: str
+) -> None:
+    worker = start_worker(
+        models=[{"id": "mock", "adapter": "mock"}],
+        default_model="mock",
+        first_segment={"mode": mode},
+    )
+    async with TTSClient(worker.address) as tts:
+        await tts.start_session("cut")
+        frames = await collect(tts, "cut", [LONG_FIRST_SENTENCE])
+    assert LONG_FIRST_SENTENCE[frames[0].text_start : frames[0].text_end] == first
+
+
 async def test_pause_before_a_stream_holds_it_from_its_first_frame(client: TTSClient) -> None:
     sid = new_id("prepaused")
     await client.start_session(sid)

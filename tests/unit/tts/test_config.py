@@ -4,6 +4,7 @@ import pytest
 
 from voicefleet.settings import ConfigError
 from voicefleet.tts.config import WorkerConfig, load_worker_config, model_overrides
+from voicefleet.tts.segmenter import FirstSegment
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 
@@ -56,3 +57,25 @@ def test_model_flag_with_a_path_adds_a_catalog_entry() -> None:
 def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_worker_config(tmp_path / "nope.yaml")
+
+
+def test_first_segment_defaults_to_words_and_loads_from_yaml(tmp_path: Path) -> None:
+    assert WorkerConfig().first_segment.rule() == FirstSegment("words", 3, 8)
+    path = tmp_path / "w.yaml"
+    path.write_text("first_segment:\n  mode: clause\n  min_words: 2\n")
+    assert load_worker_config(path).first_segment.rule() == FirstSegment("clause", 2, 8)
+
+
+@pytest.mark.parametrize(
+    ("yaml", "message"),
+    [
+        ("first_segment:\n  mode: phrase\n", r"first_segment\.mode"),
+        ("first_segment:\n  min_words: 9\n  max_words: 4\n", "min_words must not exceed"),
+        ("first_segment:\n  min_words: 0\n", r"first_segment\.min_words"),
+    ],
+)
+def test_bad_first_segment_settings_name_the_key(tmp_path: Path, yaml: str, message: str) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_text(yaml)
+    with pytest.raises(ConfigError, match=message):
+        load_worker_config(path)

@@ -1,0 +1,122 @@
+"""Where a sentence may be cut between two words with the least harm to its phrasing.
+
+A segment boundary restarts the voice: the model ends one synthesis and begins the next afresh.
+Inside a sentence that is least audible where a speaker could pause anyway, before a word that
+opens a phrase: a conjunction, a preposition, a relative or question word ("I booked a table |
+for seven", "the train | that leaves at noon"). Never after a word that leans on the next one
+(an article, a title, a number before its unit, an auxiliary), never inside a capitalized name,
+and only where the rest of the sentence is a few words long.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+def _lexicon(words: str) -> frozenset[str]:
+    """A set of words written as one whitespace-separated string."""
+    return frozenset(words.split())
+
+
+# Words a phrase can start with: a boundary may go before them.
+_OPENERS = _lexicon(
+    # conjunctions
+    "and but or nor so yet because although though while whereas unless until since if whether"
+    # relative and question words
+    " that which who whom whose where when why how what whatever whenever wherever"
+    # prepositions ("of", "as", "like", "per" and the particles up/out/off/down bind too tightly)
+    " to for with without in into on onto at from about after before by during through"
+    " throughout over under between among against across around toward towards within near"
+    " behind beyond along via"
+)
+# Words that lean on the word after them: no boundary after these.
+_LEANING = _lexicon(
+    "a an the this these those my your his her its our their some any no every each either"
+    " neither of not very too as such than more most less least much many few own same other"
+    " another"
+    # spelled numbers keep their unit ("twenty percent")
+    " zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen"
+    " fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy"
+    " eighty ninety hundred thousand million billion trillion half dozen"
+)
+# Auxiliaries lean on their verb ("I do | not", "we have | a"), but a phrase may follow them
+# ("the meeting is | at noon").
+_AUXILIARIES = _lexicon(
+    "is are was were be been being am do does did have has had will would can could shall"
+    " should may might must"
+)
+# Openers that also join the parts of a name ("Barnes and Noble", "Stratford upon Avon").
+_NAME_JOINERS = _lexicon("and or on upon")
+# "to" after these starts no phrase: it belongs to the word before ("going to", "have to").
+_BEFORE_INFINITIVE = _lexicon(
+    "going want wants wanted need needs needed have has had got able unable used ought"
+    " supposed try tries tried trying like likes liked love loves due according next close"
+    " happy glad ready sorry nice"
+)
+# Titles and abbreviations that a name or word must follow ("Mr. Smith", "Dr. Lee").
+_TITLES = _lexicon("mr mrs ms dr prof sr jr st mt ft no vs approx dept fig")
+_CONTRACTION_AUX = re.compile(r"(?:n't|'s|'re|'m|'ll|'d|'ve)$")
+_EDGE_PUNCTUATION = "\"'()[]{}\u201c\u201d\u2018\u2019\u00ab\u00bb"
+_WORD = re.compile(r"\S+")
+_SPEAKABLE = re.compile(r"\w")
+
+
+@dataclass(frozen=True)
+class Word:
+    """A whitespace-delimited token with a letter or digit in it, and its span in the text."""
+
+    text: str
+    start: int
+    end: int
+
+    @property
+    def bare(self) -> str:
+        """Lowercase, without surrounding quotes, brackets or trailing punctuation."""
+        return self.text.strip(_EDGE_PUNCTUATION).rstrip(".,;:!?…").lower()
+
+    @property
+    def capitalized(self) -> bool:
+        """Starts with a capital letter, like a name ("I" and its contractions do not count)."""
+        text = self.text.lstrip(_EDGE_PUNCTUATION)
+        return bool(text) and text[0].isupper() and self.bare not in {"i", "i'm", "i'll", "i'd"}
+
+
+def words_in(text: str) -> list[Word]:
+    """The speakable words of a text, in order."""
+    return [
+        Word(match.group(), match.start(), match.end())
+        for match in _WORD.finditer(text)
+        if _SPEAKABLE.search(match.group())
+    ]
+
+
+def may_cut_before(words: Sequence[Word], index: int, *, plain: bool) -> bool:
+    """Whether a segment may end just before words[index] (with a word after it).
+
+    Only before an opening word (conjunction, preposition, relative word) unless `plain`, where
+    any word boundary will do that splits no name, number or leaning word from its partner.
+    """
+    before, word, after = words[index - 1], words[index], words[index + 1]
+    if _leans_forward(before):
+        return False
+    in_name = before.capitalized and index > 1  # not just the sentence's first word
+    if word.bare in _OPENERS:
+        if in_name and word.bare in _NAME_JOINERS and after.capitalized:
+            return False  # "Barnes and Noble"
+        return not (word.bare == "to" and before.bare in _BEFORE_INFINITIVE)
+    # A plain boundary: not after an auxiliary, nor inside a name ("New York").
+    return plain and before.bare not in _AUXILIARIES and not (in_name and word.capitalized)
+
+
+def _leans_forward(word: Word) -> bool:
+    bare = word.bare
+    if bare in _LEANING or bare in _OPENERS or _CONTRACTION_AUX.search(bare):
+        return True
+    if any(char.isdigit() for char in word.text) or word.text[0] in "$€£¥#@":
+        return True  # "5 km", "$20 million", "#3 on the list"
+    if word.text.endswith("."):
+        # "Mr. Smith", "J. Doe", "e.g. this": a dot that does not end the sentence
+        return bare in _TITLES or len(bare) == 1 or "." in bare
+    return False
