@@ -21,6 +21,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from voicefleet.audio.format import FRAME_MS, FRAME_SAMPLES, OUTPUT_SAMPLE_RATE
+from voicefleet.audio.joins import trim_join_edges
 from voicefleet.audio.output import OutputChain
 from voicefleet.audio.pacing import PacingClock
 from voicefleet.rpc.generated import tts_pb2
@@ -190,6 +191,7 @@ class SynthesisStream:
         chain: OutputChain | None = None
         index = 0
         span = (0, 0)
+        joined = False  # the previous segment stopped mid-sentence: this one goes straight on
         while (segment := await self._segments.get()) is not None:
             self._stats.queue_depth -= 1
             self._waiting -= 1
@@ -204,7 +206,7 @@ class SynthesisStream:
             span = (segment.start, segment.end)
             try:
                 await self._loop.run_in_executor(
-                    self._executor, self._render_segment, adapter, chain, segment, index
+                    self._executor, self._render_segment, adapter, chain, segment, index, joined
                 )
             except WorkerError as error:
                 self._fail(error)
@@ -214,6 +216,7 @@ class SynthesisStream:
                 self._fail(SynthesisFailed(f"synthesis failed on segment {index}: {error}"))
                 return
             index += 1
+            joined = segment.continues
         tail = chain.finish() if chain is not None else [bytes(FRAME_SAMPLES * 2)]
         last = len(tail) - 1
         for position, pcm in enumerate(tail):
@@ -229,14 +232,19 @@ class SynthesisStream:
         return OutputChain(adapter.sample_rate, settings.target_lufs, settings.ceiling_dbfs)
 
     def _render_segment(
-        self, adapter: TTSAdapter, chain: OutputChain, segment: Segment, index: int
+        self, adapter: TTSAdapter, chain: OutputChain, segment: Segment, index: int, joined: bool
     ) -> None:
         """Worker thread: synthesize one segment, handing frames over chunk by chunk."""
         started = time.perf_counter()
         audio_s = 0.0
         text = segment.text
         span = (segment.start, segment.end)
-        for chunk in adapter.synthesize(text, self.session.options):
+        synthesized = adapter.synthesize(text, self.session.options)
+        # A join inside a sentence keeps only a trace of the silence around it.
+        chunks = trim_join_edges(
+            synthesized, adapter.sample_rate, lead=joined, trail=segment.continues
+        )
+        for chunk in chunks:
             if self._cancelled.is_set():
                 return
             if audio_s == 0.0 and log.isEnabledFor(logging.DEBUG):
