@@ -55,7 +55,7 @@ class FirstSegmentConfig(_Section):
     """How a stream's first segment is cut: the listener waits for its synthesis alone.
 
     Shorter is sooner (Piper: ~40 ms plus ~8 ms a word on 2 cores) but puts a restart of the
-    voice inside the first sentence; docs/adapters.md, "Segments", has the measurements.
+    voice inside the first sentence; docs/segments.md has the measurements.
     """
 
     mode: Literal["words", "clause", "sentence"] = Field(
@@ -66,7 +66,11 @@ class FirstSegmentConfig(_Section):
     )
     min_words: int = Field(3, ge=1, le=50, description="words mode: fewest words before a cut")
     max_words: int = Field(
-        8, ge=1, le=50, description="words mode: past this many words any word boundary will do"
+        8,
+        ge=1,
+        le=50,
+        description="words mode: most words before an opener; from here on a cut may also go "
+        "before an article, determiner, pronoun or number",
     )
 
     @model_validator(mode="after")

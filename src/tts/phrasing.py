@@ -3,9 +3,10 @@
 A segment boundary restarts the voice: the model ends one synthesis and begins the next afresh.
 Inside a sentence that is least audible where a speaker could pause anyway, before a word that
 opens a phrase: a conjunction, a preposition, a relative or question word ("I booked a table |
-for seven", "the train | that leaves at noon"). Never after a word that leans on the next one
-(an article, a title, a number before its unit, an auxiliary), never inside a capitalized name,
-and only where the rest of the sentence is a few words long.
+for seven", "the train | that leaves at noon"), or, as a fallback, before a noun phrase
+("makes fresh bread | every morning"). Never after a word that leans on the next one (an
+article, a title, a number before its unit, an auxiliary), never inside a name such as "Barnes
+and Noble". The segmenter also asks that a few words of the sentence remain after a cut.
 """
 
 from __future__ import annotations
@@ -33,13 +34,19 @@ _OPENERS = _lexicon(
 )
 # Words that lean on the word after them: no boundary after these.
 _LEANING = _lexicon(
-    "a an the this these those my your his her its our their some any no every each either"
+    "a an the this these those my your his her its our their some any no every each all both either"
     " neither of not very too as such than more most less least much many few own same other"
     " another"
     # spelled numbers keep their unit ("twenty percent")
     " zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen"
     " fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy"
     " eighty ninety hundred thousand million billion trillion half dozen"
+)
+# Words that start a noun phrase: the only place for a cut that has no opener, since a plain
+# boundary elsewhere may split an adjective from its noun ("delicious | bread").
+_NOUN_PHRASE_STARTS = _lexicon(
+    "a an the this these those my your his her its our their some any no every each all both"
+    " several many few I we you he she they it me us him them"
 )
 # Auxiliaries lean on their verb ("I do | not", "we have | a"), but a phrase may follow them
 # ("the meeting is | at noon").
@@ -57,6 +64,7 @@ _BEFORE_INFINITIVE = _lexicon(
 )
 # Titles and abbreviations that a name or word must follow ("Mr. Smith", "Dr. Lee").
 _TITLES = _lexicon("mr mrs ms dr prof sr jr st mt ft no vs approx dept fig")
+_NUMBER_STARTS = "0123456789$\u20ac\u00a3\u00a5"
 _CONTRACTION_AUX = re.compile(r"(?:n't|'s|'re|'m|'ll|'d|'ve)$")
 _EDGE_PUNCTUATION = "\"'()[]{}\u201c\u201d\u2018\u2019\u00ab\u00bb"
 _WORD = re.compile(r"\S+")
@@ -95,26 +103,27 @@ def words_in(text: str) -> list[Word]:
 def may_cut_before(words: Sequence[Word], index: int, *, plain: bool) -> bool:
     """Whether a segment may end just before words[index] (with a word after it).
 
-    Only before an opening word (conjunction, preposition, relative word) unless `plain`, where
-    any word boundary will do that splits no name, number or leaning word from its partner.
+    Before an opening word (conjunction, preposition, relative word); if `plain`, also before
+    a word that starts a noun phrase (an article, determiner, pronoun or number). Never where it
+    would split a name, a number and its unit, or a word that leans on the next.
     """
     before, word, after = words[index - 1], words[index], words[index + 1]
     if _leans_forward(before):
         return False
-    in_name = before.capitalized and index > 1  # not just the sentence's first word
     if word.bare in _OPENERS:
-        if in_name and word.bare in _NAME_JOINERS and after.capitalized:
-            return False  # "Barnes and Noble"
+        # "Barnes and Noble" (a capitalized first word of the sentence is no sign of a name)
+        if before.capitalized and index > 1 and word.bare in _NAME_JOINERS and after.capitalized:
+            return False
         return not (word.bare == "to" and before.bare in _BEFORE_INFINITIVE)
-    # A plain boundary: not after an auxiliary, nor inside a name ("New York").
-    return plain and before.bare not in _AUXILIARIES and not (in_name and word.capitalized)
+    starts_noun_phrase = word.bare in _NOUN_PHRASE_STARTS or word.text[0] in _NUMBER_STARTS
+    return plain and starts_noun_phrase and before.bare not in _AUXILIARIES  # "we have | a"
 
 
 def _leans_forward(word: Word) -> bool:
     bare = word.bare
     if bare in _LEANING or bare in _OPENERS or _CONTRACTION_AUX.search(bare):
         return True
-    if any(char.isdigit() for char in word.text) or word.text[0] in "$€£¥#@":
+    if any(char.isdigit() for char in word.text) or word.text[0] in _NUMBER_STARTS + "#@":
         return True  # "5 km", "$20 million", "#3 on the list"
     if word.text.endswith("."):
         # "Mr. Smith", "J. Doe", "e.g. this": a dot that does not end the sentence

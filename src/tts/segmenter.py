@@ -67,7 +67,7 @@ _SPEAKABLE = re.compile(r"\w")
 # A word cut leaves at least this many words of the sentence for the next segment: a shorter
 # rest saves little synthesis time and is where a restart of the voice is most audible.
 _MIN_REST_WORDS = 3
-# Past max_words, a plain word boundary is looked for this many words further, then no more.
+# From max_words on, a cut before a noun phrase is looked for this many words further.
 _PLAIN_SEARCH_WORDS = 4
 
 FirstSegmentMode = Literal["words", "clause", "sentence"]
@@ -79,8 +79,9 @@ class FirstSegment:
 
     "sentence": the whole first sentence. "clause": up to the first clause boundary, else the
     sentence. "words" (default): as "clause", or earlier at a word boundary before a phrase
-    opener (conjunction, preposition, relative word) after min_words..max_words words, else at a
-    plain word boundary from max_words words on; whichever comes first.
+    opener (conjunction, preposition, relative word) after min_words..max_words words, else
+    from max_words words on also before a noun phrase (article, determiner, pronoun, number);
+    whichever comes first.
     """
 
     mode: FirstSegmentMode = "words"
