@@ -3,7 +3,7 @@
 Runs, in one process and one run on the same texts:
 - raw Piper in-process (the bundled voice, same thread count as the worker): time to its first
   chunk (Piper yields one chunk per sentence: its first sentence), and time to synthesize the
-  same first segment the worker cuts (the first clause), and RTF;
+  same first segment the worker cuts (these texts: the first clause), and RTF;
 - a real `voicefleet worker` subprocess over loopback gRPC: time from sending the text to the
   first 20 ms frame, and PAUSE latency (PAUSE sent -> last frame that still arrives, 0 if none)
   at steady state.
