@@ -347,7 +347,7 @@ class AudioFrame(_message.Message):
     """True on the last frame of the stream (its tail may be zero padding)."""
     segment_index: _builtins.int
     """Index of the text segment this frame speaks, from 0. The worker cuts the stream's text
-    into segments (sentences; the first clause early); every frame of a segment carries the
+    into segments (sentences; the first few words early); every frame of a segment carries the
     same index, and the frames of segment N all come before those of segment N + 1.
     """
     text_start: _builtins.int
