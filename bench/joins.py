@@ -1,31 +1,32 @@
 """Joins benchmark: what a short first segment saves, and whether the ear can hear the join.
 
 Runs, in one process and one run, on texts of many shapes (--passes times each):
+- three real `voicefleet worker` subprocesses over loopback gRPC, alike but for
+  first_segment.mode: `words` (cut between words; the default), `clause` (the first clause
+  break; the behaviour before `words`) and `sentence` (whole sentences: the reference). The
+  first two get the text as 4-character tokens, like an LLM's, and their frames' spans are
+  checked against the segmenter's; the reference gets it whole;
 - raw Piper in process (the bundled voice, 2 threads, as the worker loads it): time to its
-  first chunk of the first segment the worker cuts vs of the whole text (its first sentence:
-  what a server streaming Piper's chunks waits for), best of --rounds tries;
-- two real `voicefleet worker` subprocesses over loopback gRPC: one cutting the first segment
-  as --mode says (the rendering under test; it gets the text as 4-character tokens, like an
-  LLM's, and its frames' spans are checked against the segmenter's), and one with
-  first_segment.mode=sentence that gets the text whole (the reference).
+  first chunk of each mode's first segment and of the whole text (its first sentence: what a
+  server streaming Piper's chunks waits for), best of --rounds tries.
 
-At each join inside a sentence (after a word cut, or after a clause cut: reported apart) it
-measures the silence (quiet 10 ms blocks under -45 dBFS touching the join) against the whole
-rendering's at the same words, and clicks (bench/silence.py); per rendering, how late a frame
-arrived behind a real-time playout from the first frame, and the words tiny.en gets wrong
-(pooled WER against the text). Prints a table, then one JSON object as the last line.
+At each join inside a sentence (after a word cut; clause cuts are reported apart) it measures
+the silence (quiet 10 ms blocks under -45 dBFS touching the join) against the reference's at the
+same words, and clicks (bench/rendering.py); per rendering, how late a frame arrived behind a
+real-time playout from the first frame, and the words tiny.en gets wrong (pooled WER against
+the text). Prints a table, then one JSON object as the last line (--json PATH: rows too).
 
-    .venv/bin/python bench/joins.py [--mode words|clause] [--passes 2] [--rounds 3]
+    .venv/bin/python bench/joins.py [--passes 2] [--rounds 3] [--quick] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,17 +36,26 @@ import soxr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.report import print_result
-from bench.silence import RATE, FloatArray, longest_inner_run_ms, measure_join, quiet_blocks
+from bench.output import print_result
+from bench.rendering import (
+    RATE,
+    FloatArray,
+    Rendering,
+    longest_inner_run_ms,
+    measure_join,
+    quiet_blocks,
+    render,
+    tokens,
+)
 from bench.worker import THREADS, RawPiper
 from tests.worker_process import WorkerProcess
 from voicefleet.asr.config import ASRConfig
 from voicefleet.asr.faster_whisper import FasterWhisperRecognizer
 from voicefleet.asr.wer import edit_distance, normalize_words
-from voicefleet.audio.pcm import s16le_to_float
 from voicefleet.rpc.tts_client import TTSClient
 from voicefleet.tts.segmenter import FirstSegment, Segment, TextSegmenter
 
+MODES = ("words", "clause")  # under test; "sentence" renders the reference
 TEXTS = [
     "Yes, of course.",
     "I can help you with that.",
@@ -63,230 +73,236 @@ TEXTS = [
 ]
 
 
-@dataclass
-class Rendering:
-    """One Synthesize call's audio, where each segment's frames start, and frame lateness."""
-
-    audio: FloatArray
-    spans: list[tuple[int, int]]  # each segment's text span, from its frames
-    segment_starts: list[int]  # sample index of each segment's first frame
-    first_frame_ms: float
-    late_ms: float
-
-
-def tokens(text: str, size: int = 4) -> list[str]:
-    """The text as an LLM streams it: a few characters a chunk."""
-    return [text[at : at + size] for at in range(0, len(text), size)]
-
-
-async def render(client: TTSClient, sid: str, chunks: list[str]) -> Rendering:
-    await client.start_session(sid)
-    began = time.perf_counter()
-    pcm: list[bytes] = []
-    spans: list[tuple[int, int]] = []
-    starts: list[int] = []
-    arrivals: list[float] = []
-    async for frame in client.synthesize(sid, chunks):
-        arrivals.append(time.perf_counter())
-        if frame.segment_index == len(starts):
-            starts.append(len(pcm) * len(frame.pcm) // 2)
-            spans.append((frame.text_start, frame.text_end))
-        pcm.append(frame.pcm)
-    await client.end_session(sid)
-    due = arrivals[0] + 0.02 * np.arange(len(arrivals))
-    late = max(0.0, float(np.max(np.array(arrivals) - due)) * 1000)
-    audio = s16le_to_float(b"".join(pcm))
-    return Rendering(audio, spans, starts, (arrivals[0] - began) * 1000, late)
-
-
 def segments_of(text: str, rule: FirstSegment) -> list[Segment]:
     segmenter = TextSegmenter(first_segment=rule)
     return segmenter.push(text) + segmenter.flush()
 
 
-def raw_times(raw: RawPiper, text: str, first: str, rounds: int) -> tuple[float, float]:
-    """Best-of-rounds ms to Piper's first chunk: of the first segment, and of the whole text.
-
-    Piper yields a chunk per sentence it finds, so either is what a server streaming Piper's
-    chunks waits for (espeak ends a sentence at "Dr." too: such a text is short either way).
-    """
-    segment_ms, sentence_ms = [], []
-    for _ in range(rounds):
-        segment_ms.append(raw.first_chunk_ms(first))
-        sentence_ms.append(raw.first_chunk_ms(text))
-    return min(segment_ms), min(sentence_ms)
+def errors(asr: FasterWhisperRecognizer, text: str, audio: FloatArray) -> int:
+    """Words tiny.en gets wrong (edit distance to the text's words)."""
+    said = asr.transcribe(soxr.resample(audio, RATE, 16_000).astype(np.float32)).text
+    return edit_distance(normalize_words(text), normalize_words(said))
 
 
 @dataclass
-class Heard:
-    """Word errors of tiny.en on one rendering: (edits, reference words)."""
+class Cut:
+    """One mode's rendering of one text, against the whole-sentence rendering."""
 
-    edits: int
-    words: int
-
-
-def heard(asr: FasterWhisperRecognizer, text: str, audio: FloatArray) -> Heard:
-    audio16k = soxr.resample(audio, RATE, 16_000).astype(np.float32)
-    reference = normalize_words(text)
-    said = normalize_words(asr.transcribe(audio16k).text)
-    return Heard(edit_distance(reference, said), len(reference))
+    raw_ms: float  # Piper's first chunk of this mode's first segment, best of rounds
+    first_frame_ms: float
+    late_ms: float
+    word_joins: list[dict[str, float]]
+    clause_joins: list[dict[str, float]]
+    errors: int
 
 
 @dataclass
 class TextResult:
-    """One text, one pass: timings, joins (by kind) and what tiny.en heard."""
+    """One text, one pass: the whole-sentence reference and each mode's cut."""
 
     text: str
-    raw_segment_ms: float
-    raw_sentence_ms: float
-    first_frame_ms: tuple[float, float]  # cut, whole
-    late_ms: tuple[float, float]
-    word_joins: list[dict[str, float]]
-    clause_joins: list[dict[str, float]]
-    whole_inner_ms: float
-    heard: tuple[Heard, Heard]
+    words: int
+    raw_ms: float  # Piper's first chunk of the whole text (its first sentence)
+    whole: Rendering
+    whole_errors: int
+    cuts: dict[str, Cut]
 
 
-async def measure_text(
-    clients: tuple[TTSClient, TTSClient], sid: str, text: str, rule: FirstSegment
-) -> tuple[Rendering, Rendering]:
-    """The cut worker gets the text as tokens, the whole-sentence worker in one chunk."""
-    cut = await render(clients[0], f"cut-{sid}", tokens(text))
-    whole = await render(clients[1], f"whole-{sid}", [text])
-    expected = [(s.start, s.end) for s in segments_of(text, rule)]
-    if cut.spans != expected:
-        raise AssertionError(f"the worker cut {cut.spans}, the segmenter {expected}: {text!r}")
-    return cut, whole
+class Bench:
+    """The workers, raw Piper and tiny.en for one run."""
+
+    def __init__(self, clients: dict[str, TTSClient], rules: dict[str, FirstSegment]) -> None:
+        self.clients = clients
+        self.rules = rules
+        self.raw = RawPiper()
+        self.asr = FasterWhisperRecognizer(ASRConfig())
+        self.asr.load()
+
+    async def text(self, text: str, sid: str, rounds: int) -> TextResult:
+        segments = {mode: segments_of(text, self.rules[mode]) for mode in MODES}
+        raw = self.raw_ms([text, *(segments[mode][0].text for mode in MODES)], rounds)
+        whole = await render(self.clients["sentence"], f"whole-{sid}", [text])
+        cuts = {
+            mode: await self.cut(mode, text, segments[mode], f"{mode}-{sid}", whole, raw[1 + n])
+            for n, mode in enumerate(MODES)
+        }
+        words = len(normalize_words(text))
+        return TextResult(text, words, raw[0], whole, errors(self.asr, text, whole.audio), cuts)
+
+    def raw_ms(self, texts: list[str], rounds: int) -> list[float]:
+        """Best of `rounds` ms to Piper's first chunk of each text, the texts interleaved."""
+        tries = [[self.raw.first_chunk_ms(text) for text in texts] for _ in range(rounds)]
+        return [min(column) for column in zip(*tries, strict=True)]
+
+    async def cut(
+        self,
+        mode: str,
+        text: str,
+        segments: list[Segment],
+        sid: str,
+        whole: Rendering,
+        raw_ms: float,
+    ) -> Cut:
+        """The worker of `mode` gets the text as tokens; its frames must speak its segments."""
+        rendering = await render(self.clients[mode], sid, tokens(text))
+        expected = [(s.start, s.end) for s in segments]
+        if rendering.spans != expected:
+            raise AssertionError(f"{mode}: the worker cut {rendering.spans}, not {expected}")
+        word_joins, clause_joins = [], []
+        for index in range(1, len(segments)):
+            join = measure_join(rendering.audio, rendering.segment_starts[index], whole.audio)
+            if segments[index - 1].continues:
+                word_joins.append(join)
+            elif segments[index - 1].text[-1] in ",;:-\u2013\u2014":
+                clause_joins.append(join)
+        return Cut(
+            raw_ms,
+            rendering.first_frame_ms,
+            rendering.late_ms,
+            word_joins,
+            clause_joins,
+            errors(self.asr, text, rendering.audio),
+        )
 
 
 async def measure(
-    addresses: tuple[str, str], rule: FirstSegment, rounds: int, passes: int
+    addresses: dict[str, str], rules: dict[str, FirstSegment], texts: list[str], args: Any
 ) -> list[TextResult]:
-    raw = RawPiper()
-    asr = FasterWhisperRecognizer(ASRConfig())
-    asr.load()
-    results: list[TextResult] = []
-    async with TTSClient(addresses[0]) as cut_client, TTSClient(addresses[1]) as whole_client:
-        for round_index in range(passes):
-            for number, text in enumerate(TEXTS):
-                segments = segments_of(text, rule)
-                times = raw_times(raw, text, segments[0].text, rounds)
-                pair = (cut_client, whole_client)
-                cut, whole = await measure_text(pair, f"{round_index}-{number}", text, rule)
-                word_joins, clause_joins = [], []
-                for index in range(1, len(segments)):
-                    before = segments[index - 1]
-                    if before.continues:
-                        word_joins.append(
-                            measure_join(cut.audio, cut.segment_starts[index], whole.audio)
-                        )
-                    elif before.text[-1] in ",;:-\u2013\u2014":
-                        clause_joins.append(
-                            measure_join(cut.audio, cut.segment_starts[index], whole.audio)
-                        )
-                results.append(
-                    TextResult(
-                        text,
-                        *times,
-                        (cut.first_frame_ms, whole.first_frame_ms),
-                        (cut.late_ms, whole.late_ms),
-                        word_joins,
-                        clause_joins,
-                        longest_inner_run_ms(quiet_blocks(whole.audio)),
-                        (heard(asr, text, cut.audio), heard(asr, text, whole.audio)),
-                    )
-                )
-    return results
+    clients = {mode: TTSClient(address) for mode, address in addresses.items()}
+    try:
+        bench = Bench(clients, rules)
+        return [
+            await bench.text(text, f"{n}-{i}", args.rounds)
+            for n in range(args.passes)
+            for i, text in enumerate(texts)
+        ]
+    finally:
+        for client in clients.values():
+            await client.close()
 
 
-def print_table(results: list[TextResult]) -> None:
-    # join: silence at a join; here: in the whole rendering at the same words; inner: its longest
-    print(f"{'text':40} {'seg/sent ms':>13} {'x':>5} {'join/here/inner ms':>18} {'click':>5} wer")
-    for row in results:
-        joins = row.word_joins + row.clause_joins
-        inner = row.whole_inner_ms
-        silences = " ".join(
-            f"{j['join_ms']:.0f}/{j['whole_here_ms']:.0f}/{inner:.0f}" for j in joins
-        )
-        clicks = " ".join(f"{j['click']:.2f}" for j in joins)
-        errors = "/".join(str(h.edits) for h in row.heard)
-        print(
-            f"{row.text[:40]:40} {row.raw_segment_ms:6.1f}/{row.raw_sentence_ms:<6.1f}"
-            f" {row.raw_sentence_ms / row.raw_segment_ms:5.2f} {silences or '-':>18}"
-            f" {clicks or '-':>5} {errors}"
-        )
+def row(result: TextResult) -> dict[str, Any]:
+    """One rendering pass of one text, flat (the report's per-text table)."""
+    words, clause = result.cuts["words"], result.cuts["clause"]
+    joins = words.word_joins
+    return {
+        "text": result.text[:40],
+        "raw_ms_words": round(words.raw_ms, 1),
+        "raw_ms_clause": round(clause.raw_ms, 1),
+        "raw_ms_sentence": round(result.raw_ms, 1),
+        "first_frame_ms_words": round(words.first_frame_ms, 1),
+        "first_frame_ms_whole": round(result.whole.first_frame_ms, 1),
+        "join_ms": max((j["join_ms"] for j in joins), default=None),
+        "whole_here_ms": max((j["whole_here_ms"] for j in joins), default=None),
+        "clause_join_ms": max((j["join_ms"] for j in words.clause_joins), default=None),
+        "click": round(max((j["click"] for j in joins + words.clause_joins), default=0.0), 3),
+        "late_ms_words_clause": f"{words.late_ms:.0f}/{clause.late_ms:.0f}",
+        "errors_words_clause_whole": f"{words.errors}/{clause.errors}/{result.whole_errors}",
+        "words": result.words,
+    }
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    print(f"{'text':40} {'raw ms w/c/s':>14} {'join/here':>9} {'click':>5} late errors")
+    for r in rows:
+        raw = f"{r['raw_ms_words']:.0f}/{r['raw_ms_clause']:.0f}/{r['raw_ms_sentence']:.0f}"
+        join = "-" if r["join_ms"] is None else f"{r['join_ms']:.0f}/{r['whole_here_ms']:.0f}"
+        late, wrong = r["late_ms_words_clause"], r["errors_words_clause_whole"]
+        print(f"{r['text']:40} {raw:>14} {join:>9} {r['click']:5.2f} {late:>4} {wrong}")
 
 
 def summary(results: list[TextResult]) -> dict[str, float | int]:
-    words = [j for r in results for j in r.word_joins]
-    clauses = [j for r in results for j in r.clause_joins]
-    speedups = [r.raw_sentence_ms / r.raw_segment_ms for r in results]
-
-    def wer(which: int) -> float:
-        heard = [r.heard[which] for r in results]
-        return round(sum(h.edits for h in heard) / sum(h.words for h in heard), 4)
+    def cuts(mode: str) -> list[Cut]:
+        return [r.cuts[mode] for r in results]
 
     def p50(values: list[float]) -> float:
         return round(statistics.median(values), 1) if values else 0.0
 
+    def speedups(mode: str) -> list[float]:
+        return [r.raw_ms / r.cuts[mode].raw_ms for r in results]
+
+    def wer(counts: list[int]) -> float:
+        return round(sum(counts) / sum(r.words for r in results), 4)
+
+    joins = [j for c in cuts("words") for j in c.word_joins]
+    clause_joins = [j for c in cuts("words") for j in c.clause_joins]
     return {
         "renderings": len(results),
-        "word_joins": len(words),
-        "join_silence_ms_max": max((j["join_ms"] for j in words), default=0.0),
-        "join_silence_ms_p50": p50([j["join_ms"] for j in words]),
-        "whole_silence_ms_max": max((j["whole_here_ms"] for j in words), default=0.0),
-        "whole_silence_ms_p50": p50([j["whole_here_ms"] for j in words]),
-        "whole_inner_silence_ms_max": max(r.whole_inner_ms for r in results),
-        "clause_joins": len(clauses),
-        "clause_join_silence_ms_max": max((j["join_ms"] for j in clauses), default=0.0),
-        "clause_whole_silence_ms_max": max((j["whole_here_ms"] for j in clauses), default=0.0),
-        "join_click_ratio_max": round(max((j["click"] for j in words + clauses), default=0), 3),
-        "late_ms_max_cut": round(max(r.late_ms[0] for r in results), 1),
-        "late_ms_max_whole": round(max(r.late_ms[1] for r in results), 1),
-        "wer_segmented": wer(0),
-        "wer_whole": wer(1),
-        "first_frame_ms_p50_cut": p50([r.first_frame_ms[0] for r in results]),
-        "first_frame_ms_p50_whole": p50([r.first_frame_ms[1] for r in results]),
-        "raw_first_segment_ms_p50": p50([r.raw_segment_ms for r in results]),
-        "raw_first_sentence_ms_p50": p50([r.raw_sentence_ms for r in results]),
-        "first_segment_speedup_p50": round(statistics.median(speedups), 3),
-        "first_segment_speedup_min": round(min(speedups), 3),
+        "word_joins": len(joins),
+        "join_silence_ms_p50": p50([j["join_ms"] for j in joins]),
+        "join_silence_ms_max": max((j["join_ms"] for j in joins), default=0.0),
+        "whole_silence_ms_p50": p50([j["whole_here_ms"] for j in joins]),
+        "whole_silence_ms_max": max((j["whole_here_ms"] for j in joins), default=0.0),
+        "whole_inner_silence_ms_max": max(
+            longest_inner_run_ms(quiet_blocks(r.whole.audio)) for r in results
+        ),
+        "clause_join_silence_ms_max": max((j["join_ms"] for j in clause_joins), default=0.0),
+        "clause_whole_silence_ms_max": max((j["whole_here_ms"] for j in clause_joins), default=0.0),
+        "join_click_ratio_max": round(
+            max((j["click"] for j in joins + clause_joins), default=0), 3
+        ),
+        "late_ms_max": round(max(c.late_ms for m in MODES for c in cuts(m)), 1),
+        "wer_segmented": wer([c.errors for c in cuts("words")]),
+        "wer_clause": wer([c.errors for c in cuts("clause")]),
+        "wer_whole": wer([r.whole_errors for r in results]),
+        "first_frame_ms_p50": p50([c.first_frame_ms for c in cuts("words")]),
+        "first_frame_ms_p50_clause": p50([c.first_frame_ms for c in cuts("clause")]),
+        "first_frame_ms_p50_whole": p50([r.whole.first_frame_ms for r in results]),
+        "raw_first_segment_ms_p50": p50([c.raw_ms for c in cuts("words")]),
+        "raw_first_clause_ms_p50": p50([c.raw_ms for c in cuts("clause")]),
+        "raw_first_sentence_ms_p50": p50([r.raw_ms for r in results]),
+        "first_segment_speedup_p50": round(statistics.median(speedups("words")), 3),
+        "first_segment_speedup_min": round(min(speedups("words")), 3),
+        "clause_speedup_p50": round(statistics.median(speedups("clause")), 3),
     }
 
 
-def worker_config(mode: str, rule: FirstSegment) -> dict[str, Any]:
+def worker_config(name: str, rule: FirstSegment) -> dict[str, Any]:
     return {
+        "name": f"joins-{name}",
         "models": [{"id": "joe", "adapter": "piper", "options": {"threads": THREADS}}],
         "default_model": "joe",
         "registry": {"redis_url": None},
-        "first_segment": {"mode": mode, "min_words": rule.min_words, "max_words": rule.max_words},
+        "first_segment": {
+            "mode": rule.mode,
+            "min_words": rule.min_words,
+            "max_words": rule.max_words,
+        },
     }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=["words", "clause", "sentence"], default="words")
     parser.add_argument("--min-words", type=int, default=FirstSegment().min_words)
     parser.add_argument("--max-words", type=int, default=FirstSegment().max_words)
     parser.add_argument("--rounds", type=int, default=3, help="raw Piper tries per text")
     parser.add_argument("--passes", type=int, default=2, help="renderings of each text")
+    parser.add_argument("--quick", action="store_true", help="7 texts, one pass, one try")
+    parser.add_argument("--json", type=Path, help="also write every row and figure here")
     args = parser.parse_args()
-    rule = FirstSegment(args.mode, args.min_words, args.max_words)
-
+    texts = TEXTS[::2] if args.quick else TEXTS
+    if args.quick:
+        args.passes, args.rounds = 1, 1
+    rules = {
+        "words": FirstSegment("words", args.min_words, args.max_words),
+        "clause": FirstSegment("clause"),
+        "sentence": FirstSegment("sentence"),
+    }
     with tempfile.TemporaryDirectory() as tmp:
-        cut = WorkerProcess(Path(tmp), {"name": "cut", **worker_config(args.mode, rule)})
-        whole = WorkerProcess(Path(tmp), {"name": "whole", **worker_config("sentence", rule)})
+        workers = {m: WorkerProcess(Path(tmp), worker_config(m, r)) for m, r in rules.items()}
         try:
-            cut.start()
-            whole.start()
-            addresses = (cut.address, whole.address)
-            results = asyncio.run(measure(addresses, rule, args.rounds, args.passes))
+            addresses = {mode: worker.start().address for mode, worker in workers.items()}
+            results = asyncio.run(measure(addresses, rules, texts, args))
         finally:
-            cut.stop()
-            whole.stop()
-    print(f"first_segment: {rule}")
-    print_table(results)
-    print_result(summary(results))
+            for worker in workers.values():
+                worker.stop()
+    rows = [row(result) for result in results]
+    print(f"words: {rules['words']}")
+    print_table(rows)
+    figures = summary(results)
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "summary": figures}, indent=1))
+    print_result(figures)
     return 0
 
 

@@ -1,14 +1,57 @@
-"""Silence and clicks in 48 kHz worker audio, measured in 10 ms blocks (bench/joins.py)."""
+"""A worker's rendering of one text over gRPC, and the silence and clicks in it (10 ms blocks)."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
+
+from voicefleet.audio.pcm import s16le_to_float
+from voicefleet.rpc.tts_client import TTSClient
 
 RATE = 48_000
 BLOCK = RATE // 100  # 10 ms
 QUIET_DBFS = -45.0
 FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass
+class Rendering:
+    """One Synthesize call's audio, where each segment's frames start, and frame lateness."""
+
+    audio: FloatArray
+    spans: list[tuple[int, int]]  # each segment's text span, from its frames
+    segment_starts: list[int]  # sample index of each segment's first frame
+    first_frame_ms: float
+    late_ms: float
+
+
+def tokens(text: str, size: int = 4) -> list[str]:
+    """The text as an LLM streams it: a few characters a chunk."""
+    return [text[at : at + size] for at in range(0, len(text), size)]
+
+
+async def render(client: TTSClient, sid: str, chunks: list[str]) -> Rendering:
+    """Speak `chunks` in a new session; every frame, when it arrived, and its segment."""
+    await client.start_session(sid)
+    began = time.perf_counter()
+    pcm: list[bytes] = []
+    spans: list[tuple[int, int]] = []
+    starts: list[int] = []
+    arrivals: list[float] = []
+    async for frame in client.synthesize(sid, chunks):
+        arrivals.append(time.perf_counter())
+        if frame.segment_index == len(starts):
+            starts.append(len(pcm) * len(frame.pcm) // 2)
+            spans.append((frame.text_start, frame.text_end))
+        pcm.append(frame.pcm)
+    await client.end_session(sid)
+    due = arrivals[0] + 0.02 * np.arange(len(arrivals))
+    late = max(0.0, float(np.max(np.array(arrivals) - due)) * 1000)
+    audio = s16le_to_float(b"".join(pcm))
+    return Rendering(audio, spans, starts, (arrivals[0] - began) * 1000, late)
 
 
 def quiet_blocks(audio: FloatArray) -> npt.NDArray[np.bool_]:
