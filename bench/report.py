@@ -51,7 +51,7 @@ STEPS: dict[str, tuple[list[str], list[str]]] = {
         ["bench/asr_load.py", "--quick", "--settings", "1x2 batch 1,2x1 batch 4"],
     ),
     "load": (
-        ["bench/load.py", "--sessions", "1,2,4,8,16,24,32", "--workers", "1,2", "--rounds", "3"],
+        ["bench/load.py", "--sessions", "1,2,4,8,16,24,32", "--workers", "1,2", "--rounds", "2"],
         ["bench/load.py", "--quick"],
     ),
 }
