@@ -61,7 +61,7 @@ class Listening:
         metrics.asr_queue_seconds.observe(transcript.queued_ms / 1000)
 
     def maybe_partial(self, state: State, speculating: bool) -> None:
-        """Start a partial transcript if one is due and the ASR pool is idle."""
+        """Start a partial transcript if one is due (the ASR service drops it if busy)."""
         interval = self.config.partial_interval_s
         segmenter = self.audio_in.segmenter
         if (

@@ -144,12 +144,18 @@ async def started(recognizer: GatedRecognizer, **config: int) -> ASRService:
     return service
 
 
-async def test_finals_that_wait_share_one_call_up_to_max_batch_oldest_first() -> None:
-    fake = BatchRecorder()
-    service = await started(fake, workers=1, max_batch=3)
+async def occupy(service: ASRService, fake: GatedRecognizer) -> asyncio.Task[Transcript]:
+    """Close the gate and start a one-sample final; return once the recognizer is busy on it."""
     fake.gate.clear()
     first = asyncio.create_task(service.transcribe(np.zeros(1, dtype=np.float32)))
     await wait_until(lambda: fake.running == 1)
+    return first
+
+
+async def test_finals_that_wait_share_one_call_up_to_max_batch_oldest_first() -> None:
+    fake = BatchRecorder()
+    service = await started(fake, workers=1, max_batch=3)
+    first = await occupy(service, fake)
     waiting = [
         asyncio.create_task(service.transcribe(np.zeros(n, dtype=np.float32))) for n in (2, 3, 4, 5)
     ]
@@ -170,9 +176,7 @@ async def test_a_partial_never_waits_it_is_dropped_while_the_recognizer_is_busy(
     service = await started(fake, workers=1)
     idle = await service.partial(np.zeros(7, dtype=np.float32))
     assert idle is not None and idle.text == "7"
-    fake.gate.clear()
-    final = asyncio.create_task(service.transcribe(np.zeros(1, dtype=np.float32)))
-    await wait_until(lambda: fake.running == 1)
+    final = await occupy(service, fake)
     assert await service.partial(np.zeros(8, dtype=np.float32)) is None
     assert service.partials_dropped == 1
     fake.gate.set()
@@ -183,9 +187,7 @@ async def test_a_partial_never_waits_it_is_dropped_while_the_recognizer_is_busy(
 async def test_a_final_whose_caller_left_is_not_transcribed() -> None:
     fake = BatchRecorder()
     service = await started(fake, workers=1, max_batch=4)
-    fake.gate.clear()
-    first = asyncio.create_task(service.transcribe(np.zeros(1, dtype=np.float32)))
-    await wait_until(lambda: fake.running == 1)
+    first = await occupy(service, fake)
     dropped = asyncio.create_task(service.transcribe(np.zeros(2, dtype=np.float32)))
     kept = asyncio.create_task(service.transcribe(np.zeros(3, dtype=np.float32)))
     await asyncio.sleep(0.02)
@@ -199,9 +201,7 @@ async def test_a_final_whose_caller_left_is_not_transcribed() -> None:
 async def test_closing_fails_the_queued_finals_with_a_clear_error() -> None:
     fake = BatchRecorder()
     service = await started(fake, workers=1)
-    fake.gate.clear()
-    running = asyncio.create_task(service.transcribe(np.zeros(1, dtype=np.float32)))
-    await wait_until(lambda: fake.running == 1)
+    running = await occupy(service, fake)
     queued = asyncio.create_task(service.transcribe(np.zeros(2, dtype=np.float32)))
     await asyncio.sleep(0.02)
     service.close()
@@ -220,9 +220,7 @@ async def test_an_engine_failure_is_the_error_of_every_caller_in_the_batch() -> 
 
     fake = Broken()
     service = await started(fake, workers=1)
-    fake.gate.clear()
-    first = asyncio.create_task(service.transcribe(np.zeros(1, dtype=np.float32)))
-    await wait_until(lambda: fake.running == 1)
+    first = await occupy(service, fake)
     both = [asyncio.create_task(service.transcribe(np.zeros(n, dtype=np.float32))) for n in (2, 3)]
     await asyncio.sleep(0.02)
     fake.gate.set()
