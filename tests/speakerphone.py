@@ -1,11 +1,11 @@
 """A speakerphone client: its microphone hears the reply it plays.
 
-Frames from the server are played in real time (20 ms per 20 ms, from when the first one
-arrives), paused, resumed and dropped as `audio_pause` / `audio_resume` / `audio_cancel` say,
-as a real client's player does. What it played comes back into its microphone after
-`delay_ms` at `echo_db` relative to the reply's own level, over faint room noise, mixed with
-whatever the person says (`say`). `simulate` does the same offline, straight into an
-EchoCanceller. Used by the echo tests and bench/echo.py.
+Frames from the server are played in real time (20 ms per 20 ms, once three have arrived,
+and again so after the player runs dry), paused, resumed and dropped as `audio_pause` /
+`audio_resume` / `audio_cancel` say, as a real client's player does. What it played comes
+back into its microphone after `delay_ms` at `echo_db` relative to the reply's own level,
+over faint room noise, mixed with whatever the person says (`say`). `simulate` does the same
+offline, straight into an EchoCanceller. Used by the echo tests and bench/echo.py.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from voicefleet.client.session import ClientSession
 from voicefleet.orchestrator.echo import EchoCanceller, EchoConfig
 from voicefleet.orchestrator.protocol import (
     AudioCancel,
+    AudioEnd,
     AudioPause,
     AudioResume,
     Hello,
@@ -32,6 +33,7 @@ from voicefleet.orchestrator.protocol import (
 
 RATE = 16_000
 CHUNK = RATE // 50  # 20 ms
+PREBUFFER = 3  # frames a player holds before it starts (again), as real players do
 
 
 class Speakerphone:
@@ -62,6 +64,8 @@ class Speakerphone:
         self._voice: list[np.ndarray] = []
         self._task: asyncio.Task[None] | None = None
         self.frames_played = 0
+        self.underruns = 0  # times the player ran dry with a reply still arriving
+        self._buffering = True  # (re)starting: waiting for PREBUFFER frames
         self.voice_started_at: float | None = None  # time.monotonic() of the first voice chunk
 
     async def open(self) -> None:
@@ -96,6 +100,10 @@ class Speakerphone:
             self._queue.clear()
             self._out = np.zeros(0, np.float32)
             self._paused = False
+            self._buffering = True
+
+    def _ended(self) -> bool:
+        return any(isinstance(m, AudioEnd | AudioCancel) for _, m in self.events)
 
     def _take_new_frames(self) -> None:
         frames = self.session.result.frames
@@ -104,7 +112,9 @@ class Speakerphone:
 
     def _play_chunk(self) -> np.ndarray:
         self._take_new_frames()
-        if not self._paused and self._queue:
+        if self._buffering and (len(self._queue) >= PREBUFFER or self._ended()):
+            self._buffering = False
+        if not self._paused and self._queue and not self._buffering:
             frame = self._queue.pop(0)
             assert len(frame) == FRAME_BYTES
             self.frames_played += 1
@@ -113,6 +123,10 @@ class Speakerphone:
             # the played signal continuous.
             self._out = np.concatenate([self._out, self._resampler.process(samples)])
         elif self._out.size < CHUNK:
+            if self.frames_played and not self._paused and not self._ended():
+                if not self._buffering:
+                    self.underruns += 1
+                self._buffering = True
             return np.zeros(CHUNK, np.int16)  # nothing playing (its last samples wait)
         piece, self._out = self._out[:CHUNK], self._out[CHUNK:]
         piece = np.concatenate([piece, np.zeros(CHUNK - piece.size, np.float32)])
@@ -148,6 +162,7 @@ class Speakerphone:
             mic += self._rng.normal(0.0, self.noise_rms, CHUNK)
             pcm = np.clip(np.rint(mic), -32768, 32767).astype(np.int16)
             sent += CHUNK
+            # Behind schedule (a loaded machine), still let frames that arrived meanwhile in.
             await asyncio.sleep(max(0.0, start + sent / RATE - loop.time()))
             await self.session.send_audio(pcm.tobytes())
 
@@ -159,18 +174,25 @@ def simulate(
     near: np.ndarray | None = None,
     near_at_s: float = 2.0,
     config: EchoConfig | None = None,
+    underruns: tuple[tuple[float, int], ...] = (),
 ) -> tuple[np.ndarray, np.ndarray, EchoCanceller]:
     """The same without a network or a clock, for unit tests and bench/echo.py: the reply
     (16 kHz) leaves as 48 kHz frames 120 ms ahead of playback, as the orchestrator sends it;
     the microphone is its echo `delay_ms` later at `gain_db`, room noise (about -64 dBFS) and
-    the person's `near` speech from `near_at_s`. Returns (microphone, canceller output,
+    the person's `near` speech from `near_at_s`. `underruns`: (second of the reply, ms) where
+    the client's playback ran dry and went silent for that long, unknown to the server (its
+    echo comes that much later from there on). Returns (microphone, canceller output,
     canceller)."""
     reply48 = soxr.resample(reply16.astype(np.float32), RATE, 48_000).astype(np.int16)
     reply48 = np.concatenate([reply48, np.zeros(-reply48.size % 960, np.int16)])
-    total = reply16.size + RATE
+    played = reply16
+    for at_s, gap_ms in sorted(underruns, reverse=True):
+        cut = int(at_s * RATE)
+        played = np.concatenate([played[:cut], np.zeros(gap_ms * RATE // 1000), played[cut:]])
+    total = played.size + RATE
     delay = delay_ms * RATE // 1000
     mic = np.random.default_rng(1).normal(0, 20, total)  # room noise, about -64 dBFS
-    mic[delay : delay + reply16.size] += reply16[: total - delay] * 10 ** (gain_db / 20)
+    mic[delay : delay + played.size] += played[: total - delay] * 10 ** (gain_db / 20)
     if near is not None:
         start = int(near_at_s * RATE)
         mic[start : start + near.size] += near[: total - start]

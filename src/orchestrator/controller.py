@@ -332,13 +332,9 @@ class TurnController:
                 task.cancel()
         self.services.metrics.sessions_active.dec()
         reduction = self.echo.reduction_db() if self.echo is not None else None
-        if reduction is not None:
+        if self.echo is not None and reduction is not None:
             self.services.metrics.echo_reduction_db.observe(reduction)
-            log.info(
-                "session %s: echo canceller: %.1f dB quieter while replies played",
-                self.id,
-                reduction,
-            )
+            log.info("session %s: echo canceller: %s", self.id, self.echo.summary())
         with contextlib.suppress(Exception):
             await self.sink.close(reason)
         self._released = _release(self._release())

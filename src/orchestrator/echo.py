@@ -28,7 +28,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from voicefleet.audio.format import OUTPUT_SAMPLE_RATE
 from voicefleet.audio.resample import StreamResampler
-from voicefleet.orchestrator.echo_guard import BLOCK, ConvergenceGuard, Pcm16
+from voicefleet.orchestrator.echo_guard import (
+    BLOCK,
+    ConvergenceGuard,
+    DelayTracker,
+    Pcm16,
+    attenuate,
+)
 from voicefleet.orchestrator.far_end import FarEnd
 from voicefleet.orchestrator.protocol import AudioCancel, AudioPause, AudioResume, ServerMessage
 from voicefleet.orchestrator.vad import VAD_RATE
@@ -71,6 +77,9 @@ class EchoConfig(BaseModel):
         le=30,
         description="while converging: speech must reach the reply's recent peak level + this",
     )
+    track_delay: bool = Field(
+        True, description="follow jumps in the echo's delay (a client's playback ran dry)"
+    )
 
 
 def cancels_echo(mode: str, transport: str, config: EchoConfig) -> bool:
@@ -98,6 +107,7 @@ class EchoCanceller:
         self.echo_in = _Energy()  # the microphone while the far end plays
         self.echo_out = _Energy()  # the same, after cancellation
         self.guard = ConvergenceGuard(config.converge_s, config.guard_margin_db)
+        self.tracker = DelayTracker() if config.track_delay else None
         # The raw microphone, block for block with the output: in a room found not to echo,
         # the utterance is transcribed from it (AEC3 may have dulled its first syllables).
         self._raw: collections.deque[Pcm16] = collections.deque(maxlen=_RAW_BLOCKS)
@@ -151,6 +161,8 @@ class EchoCanceller:
                 cleaned = near
             else:
                 cleaned = self.guard.block(far, near, self._cancel(apm, far, near))
+                if self._follow(far, near):
+                    cleaned = attenuate(cleaned)
             out[offset : offset + BLOCK] = cleaned
             self._raw.append(near.copy())
             if playing:
@@ -158,6 +170,19 @@ class EchoCanceller:
                 self.echo_out.add(cleaned)
         self._out_end += whole
         return out
+
+    def _follow(self, far: Pcm16, near: Pcm16) -> bool:
+        """In a room that echoes: a jump in the echo's delay shifts the far end to match.
+        True while the echo seems to have moved (the block is held down)."""
+        if self.tracker is None or self.guard.path.echoes is not True:
+            return False
+        self.tracker.add(far, near)
+        jump = self.tracker.jump()
+        if jump:
+            self.far_end.shift(jump)
+            self.guard.rearm(_REARM_BLOCKS)
+            log.debug("echo delay jumped by %+d ms: far end shifted", jump * 1000 // VAD_RATE)
+        return self.tracker.moving
 
     def _cancel(self, apm: rtc.AudioProcessingModule, far: Pcm16, near: Pcm16) -> Pcm16:
         if self.failed:
@@ -197,6 +222,17 @@ class EchoCanceller:
             return None
         return self.echo_in.db() - self.echo_out.db()
 
+    def summary(self) -> str:
+        """One line for the session's log: what the canceller did."""
+        path = self.guard.path
+        heard = {True: "heard", False: "not heard", None: "unknown"}[path.echoes]
+        jumps = self.tracker.jumps if self.tracker is not None else 0
+        return (
+            f"{self.reduction_db() or 0.0:.1f} dB quieter while replies played (echo {heard}, "
+            f"correlation {path.correlation:.2f} at {path.lag_ms} ms, {self.guard.attenuated} "
+            f"blocks held down while converging, {jumps} delay jumps followed)"
+        )
+
     def _processor(self) -> rtc.AudioProcessingModule:
         if self._apm is None:
             self._apm = rtc.AudioProcessingModule(
@@ -207,6 +243,7 @@ class EchoCanceller:
         return self._apm
 
 
+_REARM_BLOCKS = 50  # reply blocks the convergence guard works again after a delay jump
 _TAIL = VAD_RATE  # samples after the last reply audio during which echo may still come
 _RAW_BLOCKS = 31 * 100  # the longest utterance (vad.max_utterance_s) and its pre-roll
 

@@ -14,6 +14,7 @@ from voicefleet.orchestrator.vad import VAD_RATE, frame_energy_db
 Pcm16 = npt.NDArray[np.int16]
 BLOCK = VAD_RATE // 100  # AEC3 works on 10 ms blocks
 _SILENT_DB = -70.0
+_QUIET_POWER = (32768 * 10 ** (-50 / 20)) ** 2  # a microphone under -50 dBFS hears no echo
 QUIET_DELAY = 30  # blocks: the longest echo delay the quiet check allows for (300 ms)
 
 
@@ -45,6 +46,7 @@ class EchoPath:
         self._active = 0  # blocks with the far end playing since the last estimate
         self._seen = 0  # blocks with the far end playing, in all
         self.correlation = 0.0
+        self.lag_ms = 0  # where the last correlation peaked: the far end this much earlier
         self.echoes: bool | None = None  # None: not known yet
         self._searched = False  # the last correlation searched every lag
         self._since = 0  # blocks since the far end first played
@@ -93,7 +95,10 @@ class EchoPath:
         # than them.
         max_lag = min(self.max_lag * BLOCK, near.size // 2)
         length = min(self.window * BLOCK, near.size - max_lag)
-        self.correlation = _best_correlation(far[far.size - length - max_lag :], near[-length:])
+        self.correlation, lag = _best_correlation(
+            far[far.size - length - max_lag :], near[-length:]
+        )
+        self.lag_ms = lag * 1000 // VAD_RATE
         self._searched = max_lag == self.max_lag * BLOCK
         return self.correlation
 
@@ -107,9 +112,12 @@ class EchoPath:
         return False if heard_enough and self._searched else None
 
 
-def _best_correlation(far: npt.NDArray[np.float64], near: npt.NDArray[np.float64]) -> float:
-    """The normalized correlation of `near` with `far` at the lag where it is highest; `far`
-    holds the lags' worth of samples more than `near`, before it."""
+def _best_correlation(
+    far: npt.NDArray[np.float64], near: npt.NDArray[np.float64]
+) -> tuple[float, int]:
+    """The normalized correlation of `near` with `far` at the lag where it is highest, and that
+    lag (samples by which the echo trails the far end); `far` holds the lags' worth of samples
+    more than `near`, before it."""
     max_lag = far.size - near.size
     size = 1 << (far.size + near.size).bit_length()
     cross = np.fft.irfft(np.fft.rfft(far, size) * np.conj(np.fft.rfft(near, size)), size)
@@ -119,12 +127,128 @@ def _best_correlation(far: npt.NDArray[np.float64], near: npt.NDArray[np.float64
     far_energy = energy[near.size : near.size + max_lag + 1] - energy[: max_lag + 1]
     near_energy = float(np.sum(near * near))
     if near_energy == 0:
-        return 0.0
+        return 0.0, 0
     # A lag whose far end is (nearly) silent correlates with nothing: rounding noise over a
     # tiny energy would look like a perfect match.
     usable = far_energy > 0.05 * float(far_energy.max()) + 1e-3
     normalized = np.where(usable, offsets / np.sqrt(far_energy * near_energy + 1e-12), 0.0)
-    return float(normalized.max())
+    best = int(np.argmax(normalized))
+    return float(normalized[best]), max_lag - best
+
+
+class DelayTracker:
+    """Where the echo is now, relative to the far end as placed.
+
+    The server places the reply on the microphone's timeline as the client should play it;
+    a client whose playback runs dry for a moment plays the rest later than that (and a
+    server that falls behind its own schedule places it later than the client plays it).
+    AEC3 then loses the echo: it passes it nearly untouched for about a second while it finds
+    the new delay (bench/echo.py: one 60 ms underrun made all 90 of its replies interrupt
+    themselves). The tracker finds the jump in the raw microphone instead, which an echo
+    dominates: every 10 ms, the last 150 ms of microphone correlated with the far end at
+    every lag from 0 to 500 ms, both at 8 kHz (one FFT). Once a lag has held at `SETTLED` or
+    more, a different lag that correlates at `MOVED` or more `CONFIRM` times in a row is a
+    jump: `jump()` returns it once (16 kHz samples; positive: the echo now comes later), and
+    the canceller shifts the far end by as much, so that AEC3 sees the delay it learnt.
+    While a new lag awaits confirmation (`moving`), the canceller holds its output down.
+    Window, confirmations and thresholds were chosen with bench/echo.py's underrun cases.
+    """
+
+    DECIMATE = 2  # 16 kHz -> 8 kHz
+    WINDOW = 15  # blocks of microphone correlated (150 ms)
+    EVERY = 1  # blocks between estimates
+    CONFIRM = 3  # estimates in a row at the new lag
+    SETTLED = 0.8
+    MOVED = 0.6
+    TOLERANCE = 16  # samples (1 ms) within which two lags are the same
+    QUIET_AFTER = 50  # blocks after a jump before the next can be seen (the window refills)
+
+    def __init__(self, max_lag_blocks: int = 50) -> None:
+        step = BLOCK // self.DECIMATE
+        self._far = np.zeros((self.WINDOW + max_lag_blocks) * step)
+        self._near = np.zeros(self.WINDOW * step)
+        self._count = 0
+        self._quiet = 0
+        self.lag: int | None = None  # the settled lag, 16 kHz samples
+        self._candidate: int | None = None
+        self._seen = 0  # estimates in a row at the candidate lag
+        self._jump = 0
+        self.jumps = 0
+
+    def add(self, far: Pcm16, near: Pcm16) -> None:
+        """One 10 ms block of each, as fed to the canceller."""
+        _push(self._far, _decimate(far, self.DECIMATE))
+        _push(self._near, _decimate(near, self.DECIMATE))
+        self._count += 1
+        if self._quiet:
+            self._quiet -= 1
+            return
+        if self._count * BLOCK // self.DECIMATE < self._far.size or self._count % self.EVERY:
+            return
+        near_all, far_all = self._near, self._far
+        if float(np.mean(near_all * near_all)) < _QUIET_POWER:
+            return  # nothing but room noise: no echo to find
+        # Most of the time the echo is where it was: one dot product says so, and the search
+        # over every lag (~30 times the cost) is skipped.
+        if (
+            self.lag is not None
+            and self._candidate is None
+            and _correlation_at(far_all, near_all, self.lag // self.DECIMATE) >= self.MOVED
+        ):
+            return
+        correlation, lag = _best_correlation(far_all, near_all)
+        lag *= self.DECIMATE
+        if self.lag is None or abs(lag - self.lag) <= self.TOLERANCE:
+            if correlation >= self.SETTLED:
+                self.lag = lag
+            self._candidate = None
+            return
+        if correlation < self.MOVED:
+            self._candidate = None
+            return
+        if self._candidate is None or abs(lag - self._candidate) > self.TOLERANCE:
+            self._candidate, self._seen = lag, 1
+            return
+        self._seen += 1
+        if self._seen < self.CONFIRM:
+            return
+        # The far end moves by the jump: the echo comes at the settled lag again.
+        self._jump += lag - self.lag
+        self.jumps += 1
+        self._candidate = None
+        self._quiet = self.QUIET_AFTER
+
+    @property
+    def moving(self) -> bool:
+        """The echo seems to have moved, not confirmed yet: AEC3 is likely passing it."""
+        return self._candidate is not None
+
+    def jump(self) -> int:
+        """The jump found since the last call (0: none)."""
+        found, self._jump = self._jump, 0
+        return found
+
+
+def _correlation_at(far: npt.NDArray[np.float64], near: npt.NDArray[np.float64], lag: int) -> float:
+    """The normalized correlation of `near` with `far` `lag` samples earlier (`far` ends where
+    `near` does)."""
+    end = far.size - lag
+    if lag < 0 or end - near.size < 0:
+        return 0.0
+    shifted = far[end - near.size : end]
+    energy = float(np.dot(shifted, shifted)) * float(np.dot(near, near))
+    return float(np.dot(shifted, near)) / np.sqrt(energy) if energy > 0 else 0.0
+
+
+def _push(history: npt.NDArray[np.float64], new: npt.NDArray[np.float64]) -> None:
+    """Shift `history` left by `new`'s size and put `new` at its end."""
+    history[: -new.size] = history[new.size :]
+    history[-new.size :] = new
+
+
+def _decimate(pcm: Pcm16, step: int) -> npt.NDArray[np.float64]:
+    result: npt.NDArray[np.float64] = pcm.astype(np.float64).reshape(-1, step).mean(axis=1)
+    return result
 
 
 class ConvergenceGuard:
@@ -153,8 +277,12 @@ class ConvergenceGuard:
 
     @property
     def working(self) -> bool:
-        """Still within the first `converge_s` of reply audio."""
+        """Still within the first `converge_s` of reply audio, or of a realignment."""
         return self.blocks < self.converge_blocks
+
+    def rearm(self, blocks: int) -> None:
+        """Work again for (at least) `blocks` of reply audio: AEC3 relearns after a jump."""
+        self.blocks = min(self.blocks, max(0, self.converge_blocks - blocks))
 
     def block(self, far: Pcm16, near: Pcm16, cleaned: Pcm16) -> Pcm16:
         """One 10 ms block: the far end, the raw microphone, AEC3's output; what goes on."""
@@ -171,8 +299,13 @@ class ConvergenceGuard:
         if frame_energy_db(cleaned) >= envelope + self.margin_db:
             return cleaned
         self.attenuated += 1
-        quieter: Pcm16 = (cleaned.astype(np.int32) // 32).astype(np.int16)
-        return quieter
+        return attenuate(cleaned)
+
+
+def attenuate(pcm: Pcm16) -> Pcm16:
+    """30 dB quieter."""
+    quieter: Pcm16 = (pcm.astype(np.int32) // 32).astype(np.int16)
+    return quieter
 
 
 def _power(pcm: Pcm16) -> float:

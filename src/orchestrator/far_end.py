@@ -29,6 +29,7 @@ class FarEnd:
         self._held: list[Pcm16] = []  # queued at the client while its playback is paused
         self.paused = False
         self.dropped = 0  # samples refused by the max_ahead bound
+        self._skip = 0  # samples the client skipped that were not queued yet
 
     @property
     def tail(self) -> int:
@@ -43,6 +44,16 @@ class FarEnd:
             self._held.append(pcm)
             return
         begin = max(at + self.delay, self.tail)
+        if self._skip:
+            # The timeline is that much earlier than placed: a gap before this frame shrinks
+            # first, then the frame's own head goes.
+            closer = min(self._skip, begin - self.tail)
+            begin -= closer
+            skip = min(self._skip - closer, pcm.size)
+            self._skip -= closer + skip
+            pcm = pcm[skip:]
+            if not pcm.size:
+                return
         if begin + pcm.size - at > self.max_ahead:
             self.dropped += pcm.size  # a client that sends no microphone audio
             return
@@ -71,6 +82,25 @@ class FarEnd:
         self.paused = False
         self._held = []
         self._cut(at + self.delay)
+
+    def shift(self, samples: int) -> None:
+        """The client plays what it has queued `samples` later (negative: earlier) than
+        placed: what is queued moves by as much, and so does what joins it without a gap
+        (and what comes after a gap: the jump is the client's, not the network's)."""
+        if samples > 0:
+            self._samples.appendleft(np.zeros(samples, np.int16))
+            self._size += samples
+            return
+        cut = min(-samples, self._size)
+        if cut:
+            self._cut_head(cut)
+        self._skip = -samples - cut  # the rest comes out of the next frames
+
+    def _cut_head(self, count: int) -> None:
+        queued = np.concatenate(list(self._samples))
+        count = min(count, queued.size)
+        self._samples = collections.deque([queued[count:]] if count < queued.size else [])
+        self._size = queued.size - count
 
     def take(self, at: int, count: int) -> Pcm16:
         """The far end for timeline positions [at, at + count) (silence where nothing plays);

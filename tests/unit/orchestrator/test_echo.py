@@ -10,7 +10,7 @@ from tests.speakerphone import simulate
 from tests.speech import espeak_speech, piper_speech
 from voicefleet.orchestrator.audio_in import AudioIn
 from voicefleet.orchestrator.echo import EchoCanceller, EchoConfig, cancels_echo
-from voicefleet.orchestrator.echo_guard import ConvergenceGuard
+from voicefleet.orchestrator.echo_guard import ConvergenceGuard, DelayTracker
 from voicefleet.orchestrator.far_end import FarEnd
 from voicefleet.orchestrator.turn_events import Heard
 from voicefleet.orchestrator.vad import SpeechEnded, VadConfig, VoiceActivitySegmenter
@@ -102,6 +102,68 @@ def test_a_client_that_sends_no_microphone_cannot_grow_the_far_end() -> None:
         far.play(ramp(100), at=0)
     assert far.tail <= 1000
     assert far.dropped == 4000
+
+
+def test_a_shift_later_moves_what_is_queued_and_what_comes_next() -> None:
+    far = FarEnd()
+    far.play(ramp(20), at=0)
+    assert list(far.take(0, 5)) == [1, 2, 3, 4, 5]
+    far.shift(10)  # the client ran dry for 10 samples: the rest plays that much later
+    out = far.take(5, 40)
+    assert not out[:10].any() and list(out[10:25]) == list(range(6, 21))
+    far.play(ramp(5, 100), at=60)  # after a gap: played when it arrives, as before
+    assert list(far.take(45, 30)[15:20]) == list(range(100, 105))
+
+
+def test_a_shift_earlier_drops_the_head_of_the_queue_and_then_of_what_joins_it() -> None:
+    far = FarEnd()
+    far.play(ramp(20), at=0)
+    far.shift(-25)  # the client skipped ahead, past what it had queued
+    far.play(ramp(10, 21), at=0)  # joins the queue: its first 5 samples were skipped too
+    assert list(far.take(0, 5)) == list(range(26, 31))
+
+
+# -- the delay tracker ---------------------------------------------------------------------
+
+
+def _track(far: np.ndarray, near: np.ndarray) -> tuple[DelayTracker, list[int], list[bool]]:
+    tracker = DelayTracker()
+    jumps, moving = [], []
+    for f, n in zip(_blocks(far), _blocks(near), strict=True):
+        tracker.add(f, n)
+        jumps.append(tracker.jump())
+        moving.append(tracker.moving)
+    return tracker, jumps, moving
+
+
+def test_the_tracker_finds_the_echo_moving_later_by_as_much() -> None:
+    reply = piper_speech(REPLY)[: 5 * RATE]
+    gap = 960  # the client's playback ran dry for 60 ms at 2.5 s
+    played = np.concatenate([reply[: 5 * RATE // 2], np.zeros(gap), reply[5 * RATE // 2 :]])
+    near = np.zeros(played.size + 2400)
+    near[2400:] = played * 0.5  # a -6 dB echo 150 ms late
+    far = np.concatenate([reply, np.zeros(near.size - reply.size)])
+    tracker, jumps, moving = _track(far.astype(np.int16), near.astype(np.int16))
+    # Nothing here moves the far end as the canceller would: the same jump is seen again.
+    found = [(i, j) for i, j in enumerate(jumps) if j]
+    assert found
+    at, jump = found[0]
+    assert abs(jump - gap) <= 2  # 8 kHz: within two samples
+    # The gap fell in a pause: found within 100 ms of the echo of speech coming back.
+    back = next(i for i, b in enumerate(_blocks(near)) if i > 265 and np.abs(b).max() > 1000)
+    assert back < at <= back + 10
+    assert any(moving[: at + 1]) and tracker.lag is not None and abs(tracker.lag - 2400) <= 2
+
+
+def test_a_person_talking_over_the_echo_is_not_a_jump() -> None:
+    reply = piper_speech(REPLY)[: 5 * RATE]
+    near = np.zeros(reply.size)
+    near[1600:] = reply[:-1600] * 0.25  # a -12 dB echo
+    voice = espeak_speech("I would like to ask about the trains to Boston tomorrow, please.")
+    start = 2 * RATE
+    near[start : start + voice.size] += voice[: near.size - start]
+    tracker, jumps, _ = _track(reply, np.clip(near, -32768, 32767).astype(np.int16))
+    assert tracker.lag is not None and not any(jumps)
 
 
 # -- the convergence guard --------------------------------------------------------------
@@ -206,6 +268,28 @@ def test_the_echo_of_the_reply_is_cancelled(delay_ms: int, gain_db: float) -> No
     raw = VoiceActivitySegmenter(VadConfig())
     raw.set_state("speaking")
     assert raw.push(mic) != []  # without the canceller the x2 gate does not stop it
+
+
+@pytest.mark.parametrize("underruns", [((1.8, 60),), ((1.8, 60), (2.8, 40))])
+def test_a_client_whose_playback_ran_dry_does_not_make_the_agent_interrupt_itself(
+    underruns: tuple[tuple[float, int], ...],
+) -> None:
+    """The echo moves later than the server placed the reply; without the delay tracker AEC3
+    passes it for a moment, enough for the VAD (the control)."""
+    reply = piper_speech(REPLY)
+    gate = {"speaking": EchoConfig().speaking_gate_scale}
+    heard = {}
+    for track in (True, False):
+        _, out, canceller = simulate(
+            reply, 150, -6.0, config=EchoConfig(track_delay=track), underruns=underruns
+        )
+        segmenter = VoiceActivitySegmenter(VadConfig(state_scale=gate))
+        segmenter.set_state("speaking")
+        heard[track] = segmenter.push(out)
+        if track:
+            assert canceller.tracker is not None and canceller.tracker.jumps == len(underruns)
+    assert heard[True] == []
+    assert heard[False] != []
 
 
 def test_the_person_talking_over_the_echo_is_kept() -> None:
