@@ -87,13 +87,15 @@ class HibariAdapter(TTSAdapter):
                 f"download it at run time, which voicefleet never does); model "
                 f"{self.spec.id!r} offers: {', '.join(self.voices())}"
             )
-        options = super().parse_options(voice, raw)
-        speed = options.values.get("speed")
-        if speed is not None and speed < SPEED_MIN:
+        try:
+            too_slow = float(raw.get("speed", SPEED_MIN)) < SPEED_MIN
+        except ValueError:
+            too_slow = False  # the base class names a value that is no number
+        if too_slow:
             raise InvalidRequest(
                 f"option 'speed' out of range ({SPEED_MIN:g}-{SPEED_MAX:g}): {raw['speed']!r}"
             )
-        return options
+        return super().parse_options(voice, raw)
 
     def synthesize(self, text: str, options: SynthesisOptions) -> Iterator[Samples]:
         """One chunk per sentence hibari finds in the segment."""

@@ -67,7 +67,8 @@ def test_an_unknown_voice_is_refused_by_name(heart: HibariAdapter) -> None:
     ("raw", "message"),
     [
         ({"speed": "0.4"}, "option 'speed' out of range \\(0.5-2\\)"),
-        ({"speed": "0"}, "option 'speed' out of range"),
+        ({"speed": "0"}, "option 'speed' out of range \\(0.5-2\\)"),
+        ({"speed": "-1"}, "option 'speed' out of range \\(0.5-2\\)"),
         ({"speed": "2.5"}, "option 'speed' out of range"),
         ({"speed": "nan"}, "option 'speed' out of range"),
         ({"speed": "fast"}, "must be a number"),
