@@ -4,6 +4,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Adapter plug-ins are separate distributions, installed after the project like a third party's.
+HIBARI := plugins/voicefleet-hibari
+PLUGIN_STAMP := $(VENV)/.installed-hibari
 
 .PHONY: install run test lint proto bench
 
@@ -13,8 +16,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+$(PLUGIN_STAMP): $(STAMP) $(HIBARI)/pyproject.toml
+	$(BIN)/python -m pip install --quiet -e $(HIBARI)
+	@touch $(PLUGIN_STAMP)
+
 # The browser's LiveKit mode needs livekit-client from npm (vendored, served locally).
-install: $(STAMP)
+install: $(PLUGIN_STAMP)
 	src/client/web/vendor.sh
 
 run: install
@@ -23,13 +30,14 @@ run: install
 test: install
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+lint: $(PLUGIN_STAMP)
+	$(BIN)/ruff check src tests bench plugins
+	$(BIN)/ruff format --check src tests bench plugins
 	$(BIN)/mypy --strict src
+	MYPYPATH=$(HIBARI) $(BIN)/mypy --strict -p voicefleet_hibari
 
 proto: $(STAMP)
 	$(BIN)/python -m voicefleet.rpc.codegen
 
-bench: $(STAMP)
+bench: $(PLUGIN_STAMP)
 	$(BIN)/python bench/worker.py

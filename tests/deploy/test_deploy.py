@@ -43,7 +43,7 @@ CADDYFILE = REPO / "Caddyfile"
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
 SERVICES: dict[str, dict[str, Any]] = yaml.safe_load(COMPOSE.read_text())["services"]
-WORKERS = ("tts-piper", "tts-mock")
+WORKERS = ("tts-piper", "tts-hibari", "tts-mock")
 LOADERS: dict[str, Callable[[Path], BaseModel]] = {
     "worker": load_worker_config,
     "orchestrator": load_orchestrator_config,

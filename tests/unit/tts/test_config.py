@@ -9,7 +9,7 @@ from voicefleet.tts.segmenter import FirstSegment
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 
 
-@pytest.mark.parametrize("name", ["worker.yaml", "worker-mock.yaml"])
+@pytest.mark.parametrize("name", ["worker.yaml", "worker-mock.yaml", "worker-hibari.yaml"])
 def test_shipped_worker_configs_load(name: str) -> None:
     config = load_worker_config(CONFIGS / name)
     assert config.default_model in {spec.id for spec in config.models}
