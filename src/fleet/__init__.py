@@ -2,9 +2,9 @@
 per worker stream, with failover). Shared by the orchestrator and the livekit-agents plugin."""
 
 from voicefleet.fleet.config import RouterConfig
-from voicefleet.fleet.errors import NoWorkerAvailable
+from voicefleet.fleet.errors import NoWorkerAvailable, UnknownVoice
 from voicefleet.fleet.pool import WorkerPool
 from voicefleet.fleet.router import Router
 from voicefleet.fleet.view import FleetView
 
-__all__ = ["FleetView", "NoWorkerAvailable", "Router", "RouterConfig", "WorkerPool"]
+__all__ = ["FleetView", "NoWorkerAvailable", "Router", "RouterConfig", "UnknownVoice", "WorkerPool"]

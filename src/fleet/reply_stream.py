@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from voicefleet.fleet.attempt import Attempt
-from voicefleet.fleet.errors import NoWorkerAvailable
+from voicefleet.fleet.errors import NoWorkerAvailable, UnknownVoice
 from voicefleet.fleet.faults import Fault, classify, describe
 from voicefleet.fleet.speech import SpeakerSettings, SpeechFailed, SpeechFrame, WorkerSession
 from voicefleet.rpc.generated import tts_pb2
@@ -237,11 +237,11 @@ class ReplyStream:
                 try:
                     worker = await self.speaker.open(excluded)
                 except (NoWorkerAvailable, SpeechFailed) as error:
-                    self.error = (
-                        error
-                        if isinstance(error, SpeechFailed)
-                        else SpeechFailed("tts_failed", str(error))
-                    )
+                    if isinstance(error, SpeechFailed):
+                        self.error = error
+                    else:
+                        code = "unknown_voice" if isinstance(error, UnknownVoice) else "tts_failed"
+                        self.error = SpeechFailed(code, str(error))
                     return
                 attempt = Attempt(self, worker, base, skip)
                 self._current = attempt

@@ -1,5 +1,7 @@
-"""Choosing a worker: language and capabilities, then model availability, preferring a worker
-with the model resident, then the least loaded, then the best median first-audio latency.
+"""Choosing a worker: the public voice asked for, language and capabilities, then model
+availability, preferring a worker with the model resident (a worker that must load it first
+answers a load later: bench/engines.py measures it), then the least loaded, then the best
+median first-audio latency.
 Workers that just failed are skipped for a cool-down.
 
 First-audio latency is what this client observed (text sent -> first frame back, network
@@ -14,7 +16,7 @@ import statistics
 import time
 from collections.abc import Iterable
 
-from voicefleet.fleet.errors import NoWorkerAvailable
+from voicefleet.fleet.errors import NoWorkerAvailable, UnknownVoice
 from voicefleet.fleet.view import FleetView
 from voicefleet.rpc.registry import WorkerRecord, speaks
 
@@ -56,12 +58,27 @@ class Router:
         return len(recent)
 
     def candidates(
-        self, language: str = "", model: str = "", exclude: Iterable[str] = ()
+        self, language: str = "", model: str = "", exclude: Iterable[str] = (), voice: str = ""
     ) -> list[WorkerRecord]:
-        """Usable workers, best first; NoWorkerAvailable (saying why) when there are none."""
+        """Usable workers, best first; NoWorkerAvailable (saying why) when there are none.
+
+        A public `voice` (and no `model`) keeps the workers that offer it, each with the model
+        that speaks it there; a voice no registered worker offers is UnknownVoice. A voice that
+        is not a public name anywhere but comes with a model is the adapter's own voice name,
+        for the worker to judge."""
         workers = list(self.fleet.workers.values())
         if not workers:
             raise NoWorkerAvailable("no TTS worker is registered")
+        if voice and not model:
+            offering = [w for w in workers if voice in w.voices]
+            if not offering and not any(w.voices for w in workers):
+                offering = workers  # a fleet without public names: the worker judges the voice
+            elif not offering:
+                known = sorted({v for w in workers for v in w.voices})
+                raise UnknownVoice(
+                    f"no TTS worker offers voice {voice!r} (the fleet offers: {', '.join(known)})"
+                )
+            workers = offering
         now = time.monotonic()
         cooldown = self.fleet.config.failure_cooldown_s
         cooling = {
@@ -86,10 +103,15 @@ class Router:
             raise NoWorkerAvailable(
                 f"no TTS worker offers model {model or '(default)'} with {', '.join(required)}"
             )
-        return sorted(usable, key=lambda w: self._rank(w, model))
+        return sorted(usable, key=lambda w: self._rank(w, self.model_for(w, model, voice)))
 
-    def _rank(self, worker: WorkerRecord, model: str) -> tuple[bool, float, int, float, str]:
-        wanted = model or worker.default_model
+    @staticmethod
+    def model_for(worker: WorkerRecord, model: str, voice: str) -> str:
+        """The model a worker would speak with: the one asked for, that of the public voice,
+        else its default."""
+        return model or worker.voices.get(voice, "") or worker.default_model
+
+    def _rank(self, worker: WorkerRecord, wanted: str) -> tuple[bool, float, int, float, str]:
         load = worker.load
         sessions = load.active_sessions + self._pending(worker)
         occupancy = sessions / load.max_sessions if load.max_sessions else float(sessions)

@@ -61,7 +61,7 @@ class Speaker:
     async def open(self, exclude: set[str]) -> WorkerSession:
         """A worker session on the best worker not excluded (opened if needed)."""
         last_error = "no candidate"
-        for record in self.router.candidates(self.language, self.model, exclude):
+        for record in self.router.candidates(self.language, self.model, exclude, self.voice):
             client = self.pool.client(record.address)
             session = self._sessions.get(record.address)
             if session is None:
@@ -71,7 +71,10 @@ class Speaker:
                 try:
                     async with asyncio.timeout(self.settings.start_timeout_s):
                         await client.start_session(
-                            session, self.model, voice=self.voice, language=self.language
+                            session,
+                            Router.model_for(record, self.model, self.voice),
+                            voice=self.voice,
+                            language=self.language,
                         )
                 except asyncio.CancelledError:
                     # The worker may have opened it all the same (a reply cancelled by a
@@ -93,6 +96,15 @@ class Speaker:
                     exclude.add(record.name)
                     continue
                 self._sessions[record.address] = session
+                model = Router.model_for(record, self.model, self.voice)
+                log.info(
+                    "session %s: on %s, model %s (%s)%s",
+                    self.session_id,
+                    record.name,
+                    model,
+                    "resident" if model in record.resident_models else "loaded on demand",
+                    f", voice {self.voice}" if self.voice else "",
+                )
             return WorkerSession(record.name, record.address, client, session)
         raise NoWorkerAvailable(f"no TTS worker could open a session ({last_error})")
 

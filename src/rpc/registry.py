@@ -109,6 +109,8 @@ class WorkerRecord(BaseModel):
     default_model: str
     resident_models: list[str]
     available_models: list[str]
+    #: Public voice name -> model id (absent from records written before voices existed).
+    voices: dict[str, str] = Field(default_factory=dict)
     load: WorkerLoad
     started_at: float
     updated_at: float = Field(default_factory=time.time)

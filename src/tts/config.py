@@ -26,7 +26,9 @@ def _default_name() -> str:
 
 
 def _default_models() -> list[ModelSpec]:
-    return [ModelSpec(id=BUNDLED_PIPER_ID, adapter="piper", languages=("en-US",))]
+    return [
+        ModelSpec(id=BUNDLED_PIPER_ID, adapter="piper", languages=("en-US",), voices={"joe": ""})
+    ]
 
 
 class _Section(BaseModel):
@@ -220,6 +222,14 @@ class WorkerConfig(_Section):
             raise ValueError(f"duplicate model ids in models: {ids}")
         if self.default_model not in ids:
             raise ValueError(f"default_model {self.default_model!r} is not in models ({ids})")
+        owners: dict[str, str] = {}
+        for spec in self.models:
+            for voice in spec.voices:
+                if voice in owners:
+                    raise ValueError(
+                        f"voice {voice!r} is named by two models: {owners[voice]!r} and {spec.id!r}"
+                    )
+                owners[voice] = spec.id
         return self
 
     def address(self, bound_port: int) -> str:

@@ -80,9 +80,15 @@ class ModelManager:
         self._loading: dict[str, asyncio.Future[ResidentModel]] = {}
         self._last_load_ms: dict[str, float] = {}
 
-    def resolve(self, model_id: str) -> ModelSpec:
-        """The catalog entry for an id ('' means the default); NOT_FOUND otherwise."""
-        key = model_id or self.default_model_id
+    @property
+    def voices(self) -> dict[str, str]:
+        """Public voice name -> the id of the model that speaks it."""
+        return {voice: spec.id for spec in self.catalog.values() for voice in spec.voices}
+
+    def resolve(self, model_id: str, voice: str = "") -> ModelSpec:
+        """The catalog entry for an id ('' means the model of the public `voice`, if it is
+        one, else the default); NOT_FOUND otherwise."""
+        key = model_id or self.voices.get(voice, "") or self.default_model_id
         if key not in self.catalog:
             known = ", ".join(sorted(self.catalog))
             raise ModelNotFound(f"unknown model {key!r} (this worker serves: {known})")

@@ -101,6 +101,7 @@ def model_info(status: ModelStatus) -> tts_pb2.ModelInfo:
         languages=list(status.spec.languages),
         native_sample_rate=status.native_sample_rate,
         load_ms=status.load_ms,
+        voices=sorted(status.spec.voices),
     )
 
 
@@ -137,7 +138,7 @@ class TTSServicer(tts_pb2_grpc.TTSServicer):
         owner = self.credentials.caller(context)
         self._refuse_if_draining("sessions")
         self.sessions.reserve(owner, request.session_id)
-        spec = self.models.resolve(request.model_id)
+        spec = self.models.resolve(request.model_id, request.voice)
         if not speaks(spec.languages, request.language):
             raise InvalidRequest(
                 f"model {spec.id!r} speaks {', '.join(spec.languages)}, not {request.language!r}"
@@ -145,7 +146,9 @@ class TTSServicer(tts_pb2_grpc.TTSServicer):
         model = await self.models.acquire(spec.id)
         try:
             self._refuse_if_draining("sessions")  # the drain may have begun during the load
-            options = model.adapter.parse_options(request.voice, dict(request.options))
+            # A public voice name becomes the adapter's own; any other name goes as it is.
+            voice = spec.voices.get(request.voice, request.voice)
+            options = model.adapter.parse_options(voice, dict(request.options))
             self.sessions.add(WorkerSession(request.session_id, spec.id, options, owner))
         except BaseException:
             self.models.release(spec.id)
@@ -304,6 +307,7 @@ class TTSServicer(tts_pb2_grpc.TTSServicer):
             capabilities=tts_pb2.Capabilities(**caps.model_dump()),
             resident_models=self.models.resident_ids,
             available_models=sorted(self.models.catalog),
+            voices=self.models.voices,
             active_sessions=len(self.sessions),
             max_sessions=self.sessions.max_sessions,
             load=tts_pb2.WorkerLoad(

@@ -115,6 +115,7 @@ class Worker:
             default_model=self.models.default_model_id,
             resident_models=self.models.resident_ids,
             available_models=sorted(self.models.catalog),
+            voices=self.models.voices,
             load=WorkerLoad(
                 active_sessions=len(self.sessions),
                 max_sessions=self.sessions.max_sessions,

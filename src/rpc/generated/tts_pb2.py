@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\ttts.proto\x12\x11voicefleet.tts.v1\"\x91\x01\n\x0b\x41udioFormat\x12\x13\n\x0bsample_rate\x18\x01 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x02 \x01(\x05\x12\x15\n\rframe_samples\x18\x03 \x01(\x05\x12\x10\n\x08\x66rame_ms\x18\x04 \x01(\x05\x12\x32\n\x08\x65ncoding\x18\x05 \x01(\x0e\x32 .voicefleet.tts.v1.AudioEncoding\"\xd2\x01\n\x13StartSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\r\n\x05voice\x18\x03 \x01(\t\x12\x10\n\x08language\x18\x04 \x01(\t\x12\x44\n\x07options\x18\x05 \x03(\x0b\x32\x33.voicefleet.tts.v1.StartSessionRequest.OptionsEntry\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x81\x01\n\x14StartSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12.\n\x06\x66ormat\x18\x03 \x01(\x0b\x32\x1e.voicefleet.tts.v1.AudioFormat\x12\x13\n\x0bworker_name\x18\x04 \x01(\t\"\'\n\x11\x45ndSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"=\n\x12\x45ndSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66rames_sent\x18\x02 \x01(\x03\"U\n\tTextChunk\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x03\x12\x14\n\x0c\x65nd_of_input\x18\x04 \x01(\x08\"\xb2\x01\n\nAudioFrame\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x0b\n\x03pcm\x18\x03 \x01(\x0c\x12\x13\n\x0bsample_rate\x18\x04 \x01(\x05\x12\x10\n\x08\x66rame_ms\x18\x05 \x01(\x05\x12\r\n\x05\x66inal\x18\x06 \x01(\x08\x12\x15\n\rsegment_index\x18\x07 \x01(\x05\x12\x12\n\ntext_start\x18\x08 \x01(\x05\x12\x10\n\x08text_end\x18\t \x01(\x05\"X\n\x0e\x43ontrolRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x32\n\x07\x63ommand\x18\x02 \x01(\x0e\x32!.voicefleet.tts.v1.ControlCommand\"\x9e\x01\n\x0f\x43ontrolResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x32\n\x07\x63ommand\x18\x02 \x01(\x0e\x32!.voicefleet.tts.v1.ControlCommand\x12.\n\x05state\x18\x03 \x01(\x0e\x32\x1f.voicefleet.tts.v1.SessionState\x12\x13\n\x0b\x66rames_sent\x18\x04 \x01(\x03\"\x92\x01\n\tModelInfo\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x61pter\x18\x02 \x01(\t\x12\x10\n\x08resident\x18\x03 \x01(\x08\x12\x10\n\x08refcount\x18\x04 \x01(\x05\x12\x11\n\tlanguages\x18\x05 \x03(\t\x12\x1a\n\x12native_sample_rate\x18\x06 \x01(\x05\x12\x0f\n\x07load_ms\x18\x07 \x01(\x01\"\x13\n\x11ListModelsRequest\"\\\n\x12ListModelsResponse\x12,\n\x06models\x18\x01 \x03(\x0b\x32\x1c.voicefleet.tts.v1.ModelInfo\x12\x18\n\x10\x64\x65\x66\x61ult_model_id\x18\x02 \x01(\t\"$\n\x10LoadModelRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"T\n\x11LoadModelResponse\x12+\n\x05model\x18\x01 \x01(\x0b\x32\x1c.voicefleet.tts.v1.ModelInfo\x12\x12\n\nloaded_now\x18\x02 \x01(\x08\"&\n\x12UnloadModelRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"X\n\x13UnloadModelResponse\x12+\n\x05model\x18\x01 \x01(\x0b\x32\x1c.voicefleet.tts.v1.ModelInfo\x12\x14\n\x0cunloaded_now\x18\x02 \x01(\x08\"\x82\x01\n\x0c\x43\x61pabilities\x12\x11\n\tstreaming\x18\x01 \x01(\x08\x12\x11\n\tzero_shot\x18\x02 \x01(\x08\x12\x0c\n\x04lora\x18\x03 \x01(\x08\x12\x0e\n\x06\x63pu_ok\x18\x04 \x01(\x08\x12\x11\n\tlanguages\x18\x05 \x03(\t\x12\x1b\n\x13\x65motive_zero_prompt\x18\x06 \x01(\x08\"{\n\nWorkerLoad\x12\x17\n\x0f\x61\x63tive_sessions\x18\x01 \x01(\x05\x12\x16\n\x0e\x61\x63tive_streams\x18\x02 \x01(\x05\x12\x13\n\x0bqueue_depth\x18\x03 \x01(\x05\x12\x0b\n\x03rtf\x18\x04 \x01(\x01\x12\x1a\n\x12\x66irst_audio_ms_p50\x18\x05 \x01(\x01\"\x18\n\x16GetCapabilitiesRequest\"\xf4\x01\n\x17GetCapabilitiesResponse\x12\x13\n\x0bworker_name\x18\x01 \x01(\t\x12\x35\n\x0c\x63\x61pabilities\x18\x02 \x01(\x0b\x32\x1f.voicefleet.tts.v1.Capabilities\x12\x17\n\x0fresident_models\x18\x03 \x03(\t\x12\x18\n\x10\x61vailable_models\x18\x04 \x03(\t\x12\x17\n\x0f\x61\x63tive_sessions\x18\x05 \x01(\x05\x12\x14\n\x0cmax_sessions\x18\x06 \x01(\x05\x12+\n\x04load\x18\x07 \x01(\x0b\x32\x1d.voicefleet.tts.v1.WorkerLoad*M\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41UDIO_ENCODING_PCM_S16LE\x10\x01*\x9e\x01\n\x0e\x43ontrolCommand\x12\x1f\n\x1b\x43ONTROL_COMMAND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43ONTROL_COMMAND_PAUSE\x10\x01\x12\x1a\n\x16\x43ONTROL_COMMAND_RESUME\x10\x02\x12\x18\n\x14\x43ONTROL_COMMAND_STOP\x10\x03\x12\x1a\n\x16\x43ONTROL_COMMAND_RELOAD\x10\x04*|\n\x0cSessionState\x12\x1d\n\x19SESSION_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12SESSION_STATE_IDLE\x10\x01\x12\x1b\n\x17SESSION_STATE_STREAMING\x10\x02\x12\x18\n\x14SESSION_STATE_PAUSED\x10\x03\x32\xdd\x05\n\x03TTS\x12_\n\x0cStartSession\x12&.voicefleet.tts.v1.StartSessionRequest\x1a\'.voicefleet.tts.v1.StartSessionResponse\x12Y\n\nEndSession\x12$.voicefleet.tts.v1.EndSessionRequest\x1a%.voicefleet.tts.v1.EndSessionResponse\x12M\n\nSynthesize\x12\x1c.voicefleet.tts.v1.TextChunk\x1a\x1d.voicefleet.tts.v1.AudioFrame(\x01\x30\x01\x12P\n\x07\x43ontrol\x12!.voicefleet.tts.v1.ControlRequest\x1a\".voicefleet.tts.v1.ControlResponse\x12Y\n\nListModels\x12$.voicefleet.tts.v1.ListModelsRequest\x1a%.voicefleet.tts.v1.ListModelsResponse\x12V\n\tLoadModel\x12#.voicefleet.tts.v1.LoadModelRequest\x1a$.voicefleet.tts.v1.LoadModelResponse\x12\\\n\x0bUnloadModel\x12%.voicefleet.tts.v1.UnloadModelRequest\x1a&.voicefleet.tts.v1.UnloadModelResponse\x12h\n\x0fGetCapabilities\x12).voicefleet.tts.v1.GetCapabilitiesRequest\x1a*.voicefleet.tts.v1.GetCapabilitiesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\ttts.proto\x12\x11voicefleet.tts.v1\"\x91\x01\n\x0b\x41udioFormat\x12\x13\n\x0bsample_rate\x18\x01 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x02 \x01(\x05\x12\x15\n\rframe_samples\x18\x03 \x01(\x05\x12\x10\n\x08\x66rame_ms\x18\x04 \x01(\x05\x12\x32\n\x08\x65ncoding\x18\x05 \x01(\x0e\x32 .voicefleet.tts.v1.AudioEncoding\"\xd2\x01\n\x13StartSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\r\n\x05voice\x18\x03 \x01(\t\x12\x10\n\x08language\x18\x04 \x01(\t\x12\x44\n\x07options\x18\x05 \x03(\x0b\x32\x33.voicefleet.tts.v1.StartSessionRequest.OptionsEntry\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x81\x01\n\x14StartSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12.\n\x06\x66ormat\x18\x03 \x01(\x0b\x32\x1e.voicefleet.tts.v1.AudioFormat\x12\x13\n\x0bworker_name\x18\x04 \x01(\t\"\'\n\x11\x45ndSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"=\n\x12\x45ndSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66rames_sent\x18\x02 \x01(\x03\"U\n\tTextChunk\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x03\x12\x14\n\x0c\x65nd_of_input\x18\x04 \x01(\x08\"\xb2\x01\n\nAudioFrame\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x0b\n\x03pcm\x18\x03 \x01(\x0c\x12\x13\n\x0bsample_rate\x18\x04 \x01(\x05\x12\x10\n\x08\x66rame_ms\x18\x05 \x01(\x05\x12\r\n\x05\x66inal\x18\x06 \x01(\x08\x12\x15\n\rsegment_index\x18\x07 \x01(\x05\x12\x12\n\ntext_start\x18\x08 \x01(\x05\x12\x10\n\x08text_end\x18\t \x01(\x05\"X\n\x0e\x43ontrolRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x32\n\x07\x63ommand\x18\x02 \x01(\x0e\x32!.voicefleet.tts.v1.ControlCommand\"\x9e\x01\n\x0f\x43ontrolResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x32\n\x07\x63ommand\x18\x02 \x01(\x0e\x32!.voicefleet.tts.v1.ControlCommand\x12.\n\x05state\x18\x03 \x01(\x0e\x32\x1f.voicefleet.tts.v1.SessionState\x12\x13\n\x0b\x66rames_sent\x18\x04 \x01(\x03\"\xa2\x01\n\tModelInfo\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x61pter\x18\x02 \x01(\t\x12\x10\n\x08resident\x18\x03 \x01(\x08\x12\x10\n\x08refcount\x18\x04 \x01(\x05\x12\x11\n\tlanguages\x18\x05 \x03(\t\x12\x1a\n\x12native_sample_rate\x18\x06 \x01(\x05\x12\x0f\n\x07load_ms\x18\x07 \x01(\x01\x12\x0e\n\x06voices\x18\x08 \x03(\t\"\x13\n\x11ListModelsRequest\"\\\n\x12ListModelsResponse\x12,\n\x06models\x18\x01 \x03(\x0b\x32\x1c.voicefleet.tts.v1.ModelInfo\x12\x18\n\x10\x64\x65\x66\x61ult_model_id\x18\x02 \x01(\t\"$\n\x10LoadModelRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"T\n\x11LoadModelResponse\x12+\n\x05model\x18\x01 \x01(\x0b\x32\x1c.voicefleet.tts.v1.ModelInfo\x12\x12\n\nloaded_now\x18\x02 \x01(\x08\"&\n\x12UnloadModelRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"X\n\x13UnloadModelResponse\x12+\n\x05model\x18\x01 \x01(\x0b\x32\x1c.voicefleet.tts.v1.ModelInfo\x12\x14\n\x0cunloaded_now\x18\x02 \x01(\x08\"\x82\x01\n\x0c\x43\x61pabilities\x12\x11\n\tstreaming\x18\x01 \x01(\x08\x12\x11\n\tzero_shot\x18\x02 \x01(\x08\x12\x0c\n\x04lora\x18\x03 \x01(\x08\x12\x0e\n\x06\x63pu_ok\x18\x04 \x01(\x08\x12\x11\n\tlanguages\x18\x05 \x03(\t\x12\x1b\n\x13\x65motive_zero_prompt\x18\x06 \x01(\x08\"{\n\nWorkerLoad\x12\x17\n\x0f\x61\x63tive_sessions\x18\x01 \x01(\x05\x12\x16\n\x0e\x61\x63tive_streams\x18\x02 \x01(\x05\x12\x13\n\x0bqueue_depth\x18\x03 \x01(\x05\x12\x0b\n\x03rtf\x18\x04 \x01(\x01\x12\x1a\n\x12\x66irst_audio_ms_p50\x18\x05 \x01(\x01\"\x18\n\x16GetCapabilitiesRequest\"\xeb\x02\n\x17GetCapabilitiesResponse\x12\x13\n\x0bworker_name\x18\x01 \x01(\t\x12\x35\n\x0c\x63\x61pabilities\x18\x02 \x01(\x0b\x32\x1f.voicefleet.tts.v1.Capabilities\x12\x17\n\x0fresident_models\x18\x03 \x03(\t\x12\x18\n\x10\x61vailable_models\x18\x04 \x03(\t\x12\x17\n\x0f\x61\x63tive_sessions\x18\x05 \x01(\x05\x12\x14\n\x0cmax_sessions\x18\x06 \x01(\x05\x12+\n\x04load\x18\x07 \x01(\x0b\x32\x1d.voicefleet.tts.v1.WorkerLoad\x12\x46\n\x06voices\x18\x08 \x03(\x0b\x32\x36.voicefleet.tts.v1.GetCapabilitiesResponse.VoicesEntry\x1a-\n\x0bVoicesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*M\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41UDIO_ENCODING_PCM_S16LE\x10\x01*\x9e\x01\n\x0e\x43ontrolCommand\x12\x1f\n\x1b\x43ONTROL_COMMAND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43ONTROL_COMMAND_PAUSE\x10\x01\x12\x1a\n\x16\x43ONTROL_COMMAND_RESUME\x10\x02\x12\x18\n\x14\x43ONTROL_COMMAND_STOP\x10\x03\x12\x1a\n\x16\x43ONTROL_COMMAND_RELOAD\x10\x04*|\n\x0cSessionState\x12\x1d\n\x19SESSION_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12SESSION_STATE_IDLE\x10\x01\x12\x1b\n\x17SESSION_STATE_STREAMING\x10\x02\x12\x18\n\x14SESSION_STATE_PAUSED\x10\x03\x32\xdd\x05\n\x03TTS\x12_\n\x0cStartSession\x12&.voicefleet.tts.v1.StartSessionRequest\x1a\'.voicefleet.tts.v1.StartSessionResponse\x12Y\n\nEndSession\x12$.voicefleet.tts.v1.EndSessionRequest\x1a%.voicefleet.tts.v1.EndSessionResponse\x12M\n\nSynthesize\x12\x1c.voicefleet.tts.v1.TextChunk\x1a\x1d.voicefleet.tts.v1.AudioFrame(\x01\x30\x01\x12P\n\x07\x43ontrol\x12!.voicefleet.tts.v1.ControlRequest\x1a\".voicefleet.tts.v1.ControlResponse\x12Y\n\nListModels\x12$.voicefleet.tts.v1.ListModelsRequest\x1a%.voicefleet.tts.v1.ListModelsResponse\x12V\n\tLoadModel\x12#.voicefleet.tts.v1.LoadModelRequest\x1a$.voicefleet.tts.v1.LoadModelResponse\x12\\\n\x0bUnloadModel\x12%.voicefleet.tts.v1.UnloadModelRequest\x1a&.voicefleet.tts.v1.UnloadModelResponse\x12h\n\x0fGetCapabilities\x12).voicefleet.tts.v1.GetCapabilitiesRequest\x1a*.voicefleet.tts.v1.GetCapabilitiesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,12 +33,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STARTSESSIONREQUEST_OPTIONSENTRY']._loaded_options = None
   _globals['_STARTSESSIONREQUEST_OPTIONSENTRY']._serialized_options = b'8\001'
-  _globals['_AUDIOENCODING']._serialized_start=2197
-  _globals['_AUDIOENCODING']._serialized_end=2274
-  _globals['_CONTROLCOMMAND']._serialized_start=2277
-  _globals['_CONTROLCOMMAND']._serialized_end=2435
-  _globals['_SESSIONSTATE']._serialized_start=2437
-  _globals['_SESSIONSTATE']._serialized_end=2561
+  _globals['_GETCAPABILITIESRESPONSE_VOICESENTRY']._loaded_options = None
+  _globals['_GETCAPABILITIESRESPONSE_VOICESENTRY']._serialized_options = b'8\001'
+  _globals['_AUDIOENCODING']._serialized_start=2332
+  _globals['_AUDIOENCODING']._serialized_end=2409
+  _globals['_CONTROLCOMMAND']._serialized_start=2412
+  _globals['_CONTROLCOMMAND']._serialized_end=2570
+  _globals['_SESSIONSTATE']._serialized_start=2572
+  _globals['_SESSIONSTATE']._serialized_end=2696
   _globals['_AUDIOFORMAT']._serialized_start=33
   _globals['_AUDIOFORMAT']._serialized_end=178
   _globals['_STARTSESSIONREQUEST']._serialized_start=181
@@ -60,27 +62,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONTROLRESPONSE']._serialized_start=988
   _globals['_CONTROLRESPONSE']._serialized_end=1146
   _globals['_MODELINFO']._serialized_start=1149
-  _globals['_MODELINFO']._serialized_end=1295
-  _globals['_LISTMODELSREQUEST']._serialized_start=1297
-  _globals['_LISTMODELSREQUEST']._serialized_end=1316
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1318
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1410
-  _globals['_LOADMODELREQUEST']._serialized_start=1412
-  _globals['_LOADMODELREQUEST']._serialized_end=1448
-  _globals['_LOADMODELRESPONSE']._serialized_start=1450
-  _globals['_LOADMODELRESPONSE']._serialized_end=1534
-  _globals['_UNLOADMODELREQUEST']._serialized_start=1536
-  _globals['_UNLOADMODELREQUEST']._serialized_end=1574
-  _globals['_UNLOADMODELRESPONSE']._serialized_start=1576
-  _globals['_UNLOADMODELRESPONSE']._serialized_end=1664
-  _globals['_CAPABILITIES']._serialized_start=1667
-  _globals['_CAPABILITIES']._serialized_end=1797
-  _globals['_WORKERLOAD']._serialized_start=1799
-  _globals['_WORKERLOAD']._serialized_end=1922
-  _globals['_GETCAPABILITIESREQUEST']._serialized_start=1924
-  _globals['_GETCAPABILITIESREQUEST']._serialized_end=1948
-  _globals['_GETCAPABILITIESRESPONSE']._serialized_start=1951
-  _globals['_GETCAPABILITIESRESPONSE']._serialized_end=2195
-  _globals['_TTS']._serialized_start=2564
-  _globals['_TTS']._serialized_end=3297
+  _globals['_MODELINFO']._serialized_end=1311
+  _globals['_LISTMODELSREQUEST']._serialized_start=1313
+  _globals['_LISTMODELSREQUEST']._serialized_end=1332
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1334
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1426
+  _globals['_LOADMODELREQUEST']._serialized_start=1428
+  _globals['_LOADMODELREQUEST']._serialized_end=1464
+  _globals['_LOADMODELRESPONSE']._serialized_start=1466
+  _globals['_LOADMODELRESPONSE']._serialized_end=1550
+  _globals['_UNLOADMODELREQUEST']._serialized_start=1552
+  _globals['_UNLOADMODELREQUEST']._serialized_end=1590
+  _globals['_UNLOADMODELRESPONSE']._serialized_start=1592
+  _globals['_UNLOADMODELRESPONSE']._serialized_end=1680
+  _globals['_CAPABILITIES']._serialized_start=1683
+  _globals['_CAPABILITIES']._serialized_end=1813
+  _globals['_WORKERLOAD']._serialized_start=1815
+  _globals['_WORKERLOAD']._serialized_end=1938
+  _globals['_GETCAPABILITIESREQUEST']._serialized_start=1940
+  _globals['_GETCAPABILITIESREQUEST']._serialized_end=1964
+  _globals['_GETCAPABILITIESRESPONSE']._serialized_start=1967
+  _globals['_GETCAPABILITIESRESPONSE']._serialized_end=2330
+  _globals['_GETCAPABILITIESRESPONSE_VOICESENTRY']._serialized_start=2285
+  _globals['_GETCAPABILITIESRESPONSE_VOICESENTRY']._serialized_end=2330
+  _globals['_TTS']._serialized_start=2699
+  _globals['_TTS']._serialized_end=3432
 # @@protoc_insertion_point(module_scope)

@@ -180,9 +180,13 @@ class StartSessionRequest(_message.Message):
     session_id: _builtins.str
     """Client-chosen id: 1 to 128 characters of [A-Za-z0-9._:-], unique on this worker."""
     model_id: _builtins.str
-    """Model to use; empty selects the worker's default model."""
+    """Model to use; empty selects the model of `voice` when it is a public voice name, else the
+    worker's default model.
+    """
     voice: _builtins.str
-    """Voice or speaker within the model; empty selects the model's default."""
+    """A public voice name (ModelInfo.voices), or the adapter's own voice or speaker name within
+    the model; empty selects the model's default.
+    """
     language: _builtins.str
     """BCP-47 language tag the text is in (e.g. "en-US"); empty accepts the model's language."""
     @_builtins.property
@@ -450,6 +454,7 @@ class ModelInfo(_message.Message):
     LANGUAGES_FIELD_NUMBER: _builtins.int
     NATIVE_SAMPLE_RATE_FIELD_NUMBER: _builtins.int
     LOAD_MS_FIELD_NUMBER: _builtins.int
+    VOICES_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
     """Model id, as used in StartSession and the registry."""
     adapter: _builtins.str
@@ -466,6 +471,10 @@ class ModelInfo(_message.Message):
     def languages(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Languages it speaks (BCP-47)."""
 
+    @_builtins.property
+    def voices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Public voice names it speaks (StartSession.voice accepts them)."""
+
     def __init__(
         self,
         *,
@@ -476,10 +485,11 @@ class ModelInfo(_message.Message):
         languages: _abc.Iterable[_builtins.str] | None = ...,
         native_sample_rate: _builtins.int = ...,
         load_ms: _builtins.float = ...,
+        voices: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["adapter", b"adapter", "languages", b"languages", "load_ms", b"load_ms", "model_id", b"model_id", "native_sample_rate", b"native_sample_rate", "refcount", b"refcount", "resident", b"resident"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adapter", b"adapter", "languages", b"languages", "load_ms", b"load_ms", "model_id", b"model_id", "native_sample_rate", b"native_sample_rate", "refcount", b"refcount", "resident", b"resident", "voices", b"voices"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -719,6 +729,26 @@ Global___GetCapabilitiesRequest: _TypeAlias = GetCapabilitiesRequest  # noqa: Y0
 class GetCapabilitiesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class VoicesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     WORKER_NAME_FIELD_NUMBER: _builtins.int
     CAPABILITIES_FIELD_NUMBER: _builtins.int
     RESIDENT_MODELS_FIELD_NUMBER: _builtins.int
@@ -726,6 +756,7 @@ class GetCapabilitiesResponse(_message.Message):
     ACTIVE_SESSIONS_FIELD_NUMBER: _builtins.int
     MAX_SESSIONS_FIELD_NUMBER: _builtins.int
     LOAD_FIELD_NUMBER: _builtins.int
+    VOICES_FIELD_NUMBER: _builtins.int
     worker_name: _builtins.str
     """The worker's name."""
     active_sessions: _builtins.int
@@ -748,6 +779,10 @@ class GetCapabilitiesResponse(_message.Message):
     def load(self) -> Global___WorkerLoad:
         """Current load."""
 
+    @_builtins.property
+    def voices(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Public voice name -> the model id that speaks it."""
+
     def __init__(
         self,
         *,
@@ -758,10 +793,11 @@ class GetCapabilitiesResponse(_message.Message):
         active_sessions: _builtins.int = ...,
         max_sessions: _builtins.int = ...,
         load: Global___WorkerLoad | None = ...,
+        voices: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "load", b"load"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_sessions", b"active_sessions", "available_models", b"available_models", "capabilities", b"capabilities", "load", b"load", "max_sessions", b"max_sessions", "resident_models", b"resident_models", "worker_name", b"worker_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_sessions", b"active_sessions", "available_models", b"available_models", "capabilities", b"capabilities", "load", b"load", "max_sessions", b"max_sessions", "resident_models", b"resident_models", "voices", b"voices", "worker_name", b"worker_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

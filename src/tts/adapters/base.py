@@ -8,15 +8,18 @@ metrics) is done by the worker, once, for every adapter.
 from __future__ import annotations
 
 import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from voicefleet.audio.pcm import Samples
 from voicefleet.tts.errors import InvalidRequest
+
+_PUBLIC_VOICE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
 class ModelSpec(BaseModel):
@@ -29,6 +32,20 @@ class ModelSpec(BaseModel):
     path: str | None = None
     languages: tuple[str, ...] = ("en-US",)
     options: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    #: Public voice names (what hello.voice, FleetTTS(voice=...) and the standard APIs use)
+    #: -> the adapter's own voice name ("" for the model's default voice). Unique across a
+    #: worker's catalog, and by convention across the fleet.
+    voices: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("voices")
+    @classmethod
+    def _public_names(cls, voices: dict[str, str]) -> dict[str, str]:
+        for name in voices:
+            if not _PUBLIC_VOICE.fullmatch(name):
+                raise ValueError(
+                    f"voice name {name!r}: lowercase letters, digits, '-' and '_', at most 64"
+                )
+        return voices
 
 
 @dataclass(frozen=True)

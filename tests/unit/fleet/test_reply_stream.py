@@ -112,6 +112,9 @@ class FakeCall:
 class FakeRecord:
     name: str
     address: str
+    default_model: str = "fake-model"
+    voices: dict[str, str] = field(default_factory=dict)
+    resident_models: tuple[str, ...] = ("fake-model",)
 
 
 class FakeRouter:
@@ -120,7 +123,9 @@ class FakeRouter:
         self.failed: list[str] = []
         self.observed: list[tuple[str, float]] = []
 
-    def candidates(self, language: str = "", model: str = "", exclude: Any = ()) -> list[Any]:
+    def candidates(
+        self, language: str = "", model: str = "", exclude: Any = (), voice: str = ""
+    ) -> list[Any]:
         usable = [FakeRecord(w.name, w.address) for w in self.workers if w.name not in exclude]
         if not usable:
             raise NoWorkerAvailable("no TTS worker is registered")

@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from voicefleet.fleet import FleetView, NoWorkerAvailable, Router, RouterConfig
+from voicefleet.fleet import FleetView, NoWorkerAvailable, Router, RouterConfig, UnknownVoice
 from voicefleet.rpc.registry import WorkerCapabilities, WorkerLoad, WorkerRecord
 
 
@@ -22,6 +22,7 @@ def record(name: str, **kw: object) -> WorkerRecord:
         default_model="joe",
         resident_models=list(kw.get("resident", ["joe"])),  # type: ignore[call-overload]
         available_models=list(kw.get("available", ["joe", "amy"])),  # type: ignore[call-overload]
+        voices=dict(kw.get("voices", {})),  # type: ignore[call-overload]
         load=load,
         started_at=0,
         updated_at=time.time() - 5,
@@ -96,3 +97,29 @@ def test_latency_seen_by_this_client_outranks_the_workers_own_median() -> None:
         router.observe("near", 110.0)
     assert names(router.candidates()) == ["near", "far"]
     assert router.first_audio_ms(router.fleet.workers["far"]) == 420.0
+
+
+def test_a_public_voice_keeps_the_workers_that_offer_it_preferring_it_resident() -> None:
+    piper = record("piper", voices={"joe": "joe"}, available=["joe"])
+    cold = record(
+        "cold", voices={"joe": "joe", "heart": "hibari"}, available=["joe", "hibari"], sessions=1
+    )
+    warm = record(
+        "warm", voices={"heart": "hibari"}, available=["hibari"], resident=["hibari"], sessions=3
+    )
+    router = router_with(piper, cold, warm)
+    assert names(router.candidates(voice="heart")) == ["warm", "cold"]  # resident outranks load
+    assert names(router.candidates(voice="joe")) == ["piper", "cold"]
+    assert Router.model_for(cold, "", "heart") == "hibari"
+    assert Router.model_for(cold, "", "") == "joe"
+
+
+def test_a_voice_no_worker_offers_is_unknown_and_names_the_fleets_voices() -> None:
+    router = router_with(record("a", voices={"joe": "joe"}), record("b", voices={"heart": "h"}))
+    with pytest.raises(UnknownVoice, match=r"'emma'.*heart, joe"):
+        router.candidates(voice="emma")
+
+
+def test_in_a_fleet_without_public_names_the_voice_is_the_workers_to_judge() -> None:
+    router = router_with(record("a"), record("b", sessions=2))
+    assert names(router.candidates(voice="amy")) == ["a", "b"]
