@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from voicefleet.asr.cli import add_asr_models_parser
 from voicefleet.client.cli import add_client_parser
 from voicefleet.settings import ConfigError
 from voicefleet.tts.errors import WorkerError
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(run=_up)
 
     add_client_parser(commands)
+    add_asr_models_parser(commands)
     return parser
 
 
