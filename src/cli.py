@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from voicefleet.asr.base import ASRError
 from voicefleet.asr.cli import add_asr_models_parser
 from voicefleet.client.cli import add_client_parser
 from voicefleet.settings import ConfigError
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.run(args)
-    except (ConfigError, WorkerError) as error:
+    except (ConfigError, WorkerError, ASRError) as error:
         print(f"voicefleet {args.command}: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -183,3 +183,15 @@ def test_the_command_fails_clearly(tmp_path: Path, capsys: pytest.CaptureFixture
     blocker.write_text("")
     assert main(["asr-models", "install-base", "--to", str(blocker / "base")]) == 2
     assert "voicefleet asr-models install-base:" in capsys.readouterr().err
+
+
+def test_the_orchestrator_stops_at_start_up_naming_the_missing_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    config = tmp_path / "orchestrator.yaml"
+    config.write_text("asr:\n  model: base\n")
+    assert main(["orchestrator", "--config", str(config), "--port", "0"]) == 2
+    error = capsys.readouterr().err
+    assert str(base_model_dir()) in error
+    assert BASE_INSTALL_COMMAND in error
