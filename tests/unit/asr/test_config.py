@@ -55,5 +55,6 @@ def test_the_shipped_orchestrator_section_validates() -> None:
     section = yaml.safe_load((REPO / "configs" / "orchestrator.yaml").read_text())["asr"]
     config = ASRConfig.model_validate(section)
     assert config.engine == section["engine"]
+    assert config.model == section["model"] == "tiny.en"
     assert config.workers == section["workers"]
     assert (config.cpu_threads, config.max_batch) == (section["cpu_threads"], section["max_batch"])
