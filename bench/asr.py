@@ -1,11 +1,13 @@
 """ASR benchmark: faster-whisper's default transcribe() vs the tuned ASRConfig, on short turns.
 
-Three Piper utterances of ~1.5-3 s, 16 kHz. For each configuration: median latency over
-all rounds of all utterances, and the mean word error rate. Configurations:
+Three Piper utterances of ~1.5-3 s, 16 kHz. For each configuration: median (p50) and p95
+latency of one utterance over all rounds of all utterances, and the mean word error rate.
+Configurations:
 - default: WhisperModel.transcribe(audio) with faster-whisper's defaults (beam 5, temperature
   fallback, timestamps, 30 s window), same model, compute type and threads as the recognizer;
 - tuned_30s: the recognizer with the tuned options but the full 30 s window (chunk_length null);
-- tuned: the recognizer with ASRConfig() defaults.
+- tuned: the recognizer with ASRConfig() defaults (tiny.en);
+- base: the same with `model: base` (multilingual Whisper base; `make install` joins it).
 Rounds are interleaved so that drift in machine load hits every configuration alike. Prints a
 table and, as its last line, one JSON object.
 
@@ -67,6 +69,7 @@ def main() -> None:
         "default": default,
         "tuned_30s": recognizer(tuned_config.model_copy(update={"chunk_length": None})),
         "tuned": recognizer(tuned_config),
+        "base": recognizer(tuned_config.model_copy(update={"model": "base"})),
     }
     for run in runs.values():  # warm-up: first calls pay lazy initialisation
         run(clips[0][1])
@@ -91,9 +94,17 @@ def main() -> None:
             word_error_rate(ref, hyp) for (ref, _a), hyp in zip(clips, texts[name], strict=True)
         ]
         median_ms = statistics.median(times[name])
+        p95_ms = statistics.quantiles(times[name], n=20, method="inclusive")[-1]
         mean_wer = statistics.mean(wers)
-        print(f"{name:>10}: median {median_ms:6.1f} ms  mean WER {mean_wer:.3f}  {texts[name]}")
-        summary[name] = {"median_ms": round(median_ms, 1), "wer": round(mean_wer, 3)}
+        print(
+            f"{name:>10}: median {median_ms:6.1f} ms  p95 {p95_ms:6.1f} ms  "
+            f"mean WER {mean_wer:.3f}  {texts[name]}"
+        )
+        summary[name] = {
+            "median_ms": round(median_ms, 1),
+            "p95_ms": round(p95_ms, 1),
+            "wer": round(mean_wer, 3),
+        }
     print(json.dumps(summary))
 
 

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from voicefleet.asr.base import ASRError
+from voicefleet.asr.cli import add_asr_models_parser
 from voicefleet.client.cli import add_client_parser
 from voicefleet.settings import ConfigError
 from voicefleet.tts.errors import WorkerError
@@ -142,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(run=_up)
 
     add_client_parser(commands)
+    add_asr_models_parser(commands)
     return parser
 
 
@@ -150,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.run(args)
-    except (ConfigError, WorkerError) as error:
+    except (ConfigError, WorkerError, ASRError) as error:
         print(f"voicefleet {args.command}: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -70,15 +70,18 @@ def piper_speech(text: str, rate: int = 16000, *, deterministic: bool = True) ->
     return to_int16(_resample(audio, adapter.sample_rate, rate))
 
 
-def espeak_speech(text: str, rate: int = 16000, words_per_minute: int = 150) -> Int16Samples:
-    """Speak text with espeak-ng (a formant voice unlike Piper's), resampled to rate."""
+def espeak_speech(
+    text: str, rate: int = 16000, words_per_minute: int = 150, voice: str = "en-us"
+) -> Int16Samples:
+    """Speak text with espeak-ng (a formant voice unlike Piper's, in any of its languages),
+    resampled to rate."""
     binary = shutil.which("espeak-ng")
     if binary is None:
         raise SpeechToolMissing("espeak-ng is not installed: apt-get install -y espeak-ng")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "speech.wav"
         subprocess.run(
-            [binary, "-v", "en-us", "-s", str(words_per_minute), "-w", str(path), text],
+            [binary, "-v", voice, "-s", str(words_per_minute), "-w", str(path), text],
             check=True,
             capture_output=True,
             timeout=30,

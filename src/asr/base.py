@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -41,12 +42,18 @@ class SpeechRecognizer(ABC):
         """Load the model into memory; raise ASRError naming a missing path."""
 
     @abstractmethod
-    def transcribe(self, audio: Samples) -> Transcript:
-        """Transcribe one utterance: float32 mono samples in [-1, 1] at sample_rate."""
+    def transcribe(self, audio: Samples, language: str | None = None) -> Transcript:
+        """Transcribe one utterance: float32 mono samples in [-1, 1] at sample_rate, spoken in
+        `language` (the session's BCP-47 tag; None: the configured language)."""
 
-    def transcribe_batch(self, audios: list[Samples]) -> list[Transcript]:
+    def transcribe_batch(
+        self, audios: list[Samples], languages: Sequence[str | None] | None = None
+    ) -> list[Transcript]:
         """Several utterances at once; engines that can batch their model calls override this."""
-        return [self.transcribe(audio) for audio in audios]
+        spoken = languages if languages is not None else [None] * len(audios)
+        return [
+            self.transcribe(audio, language) for audio, language in zip(audios, spoken, strict=True)
+        ]
 
 
 def check_audio(audio: Samples) -> Samples:

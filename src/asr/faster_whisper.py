@@ -13,17 +13,19 @@ from __future__ import annotations
 import threading
 import time
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
-from faster_whisper.tokenizer import Tokenizer
+from faster_whisper.tokenizer import _LANGUAGE_CODES, Tokenizer
 from faster_whisper.transcribe import get_suppressed_tokens
 
 from voicefleet.asr.base import ASRError, SpeechRecognizer, Transcript, check_audio
 from voicefleet.asr.config import ASRConfig
+from voicefleet.asr.models import base_model_dir, missing_base_message
 from voicefleet.audio.pcm import Samples
 
 _FRAMES_PER_S = 100  # Whisper's log-mel hop is 10 ms
@@ -68,10 +70,17 @@ def compression_ratio(text: str) -> float:
 
 
 def model_directory(config: ASRConfig) -> Path:
-    """The configured CTranslate2 model directory, or the bundled tiny.en."""
+    """The CTranslate2 model directory: model_path if set, else the one `model` names."""
     if config.model_path:
         return Path(config.model_path).expanduser()
+    if config.model == "base":
+        return base_model_dir()
     return bundled_model_path()
+
+
+def whisper_language(tag: str) -> str:
+    """The ISO 639-1 code of a language tag as Whisper names it ("en-US" -> "en")."""
+    return tag.replace("_", "-").split("-", 1)[0].lower()
 
 
 class FasterWhisperRecognizer(SpeechRecognizer):
@@ -83,7 +92,7 @@ class FasterWhisperRecognizer(SpeechRecognizer):
         self.config = config
         self._model: WhisperModel | None = None
         self._tokenizer: Tokenizer | None = None
-        self._prompt: list[int] = []
+        self._prompts: dict[str, list[int]] = {}  # decoder prompt by language
         self._suppress: list[int] = []
         self._count_lock = threading.Lock()
         #: Transcriptions that went through the full 30 s window (too long, or distrusted).
@@ -91,13 +100,15 @@ class FasterWhisperRecognizer(SpeechRecognizer):
 
     @property
     def model_path(self) -> Path:
-        """The configured model directory, or the bundled tiny.en."""
+        """The configured model directory (model_path, or the one `model` names)."""
         return model_directory(self.config)
 
     def load(self) -> None:
         """Open the model from a local directory; never downloads."""
         path = self.model_path
         if not (path / "model.bin").is_file():
+            if self.config.model == "base" and not self.config.model_path:
+                raise ASRError(missing_base_message(path))
             raise ASRError(
                 f"faster-whisper model not found: {path} "
                 "(expected a CTranslate2 Whisper directory with model.bin)"
@@ -113,32 +124,62 @@ class FasterWhisperRecognizer(SpeechRecognizer):
             )
         except (RuntimeError, ValueError, OSError) as error:
             raise ASRError(f"cannot load faster-whisper model {path}: {error}") from error
-        tokenizer = Tokenizer(
-            model.hf_tokenizer,
-            model.model.is_multilingual,
-            task="transcribe",
-            language=self.config.language if model.model.is_multilingual else "en",
-        )
-        self._prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        multilingual = model.model.is_multilingual
+        if multilingual and whisper_language(self.config.language) not in _LANGUAGE_CODES:
+            raise ASRError(f"asr.language {self.config.language!r} is not a Whisper language")
+        self._model = model
+        tokenizer = self._tokenizer_for(self.language)
+        self._prompts = {self.language: [*tokenizer.sot_sequence, tokenizer.no_timestamps]}
         self._suppress = list(get_suppressed_tokens(tokenizer, [-1]) or [])
         self._tokenizer = tokenizer
-        self._model = model
 
     @property
     def language(self) -> str:
-        """The language transcripts are in (English-only models always say "en")."""
+        """The default language of transcripts (English-only models always say "en")."""
+        return self.language_for(None)
+
+    def language_for(self, requested: str | None) -> str:
+        """The language to transcribe a session's speech in: "en" on an English-only model;
+        else the session's (a BCP-47 tag) when Whisper knows it, else asr.language."""
         if self._model is not None and not self._model.model.is_multilingual:
             return "en"
-        return self.config.language
+        if requested and (code := whisper_language(requested)) in _LANGUAGE_CODES:
+            return code
+        return whisper_language(self.config.language)
 
-    def transcribe(self, audio: Samples) -> Transcript:
+    def _tokenizer_for(self, language: str) -> Tokenizer:
+        model = self._model
+        if model is None:
+            raise ASRError("faster-whisper model is not loaded: call load() first")
+        multilingual = model.model.is_multilingual
+        return Tokenizer(
+            model.hf_tokenizer,
+            multilingual,
+            task="transcribe",
+            language=language if multilingual else "en",
+        )
+
+    def _prompt_for(self, language: str) -> list[int]:
+        """The decoder's start: <|startoftranscript|><|lang|><|transcribe|><|notimestamps|>."""
+        prompt = self._prompts.get(language)
+        if prompt is None:  # two threads may both build it: the same list, harmless
+            tokenizer = self._tokenizer_for(language)
+            prompt = self._prompts[language] = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        return prompt
+
+    def transcribe(self, audio: Samples, language: str | None = None) -> Transcript:
         """Transcribe one utterance; segment texts are stripped and joined with spaces."""
-        return self.transcribe_batch([audio])[0]
+        return self.transcribe_batch([audio], [language])[0]
 
-    def transcribe_batch(self, audios: list[Samples]) -> list[Transcript]:
+    def transcribe_batch(
+        self, audios: list[Samples], languages: Sequence[str | None] | None = None
+    ) -> list[Transcript]:
         """Transcribe several utterances; those that fit the window share one encoder call and
         one decoding call (a batch), the rest go through the full window one by one."""
         clips = [check_audio(audio) for audio in audios]
+        if languages is not None and len(languages) != len(clips):
+            raise ASRError(f"{len(languages)} languages for {len(clips)} clips")
+        spoken = [self.language_for(lang) for lang in (languages or [None] * len(clips))]
         began = time.perf_counter()
         texts: list[str | None] = [None if clip.size else "" for clip in clips]
         if self.config.chunk_length:
@@ -146,23 +187,23 @@ class FasterWhisperRecognizer(SpeechRecognizer):
                 i: f for i, clip in enumerate(clips) if (f := self._features(clip)) is not None
             }
             if fitting:
-                decoded = self._decode_windows(list(fitting.values()))
+                decoded = self._decode_windows(list(fitting.values()), [spoken[i] for i in fitting])
                 for index, text in zip(fitting, decoded, strict=True):
                     texts[index] = text
         for index, text in enumerate(texts):
             if text is None:
-                texts[index] = self._decode_full(clips[index])
+                texts[index] = self._decode_full(clips[index], spoken[index])
                 with self._count_lock:
                     self.full_window_runs += 1
         compute_ms = (time.perf_counter() - began) * 1000
         return [
             Transcript(
                 text=text or "",
-                language=self.language,
+                language=language,
                 audio_s=clip.size / self.sample_rate,
                 compute_ms=compute_ms,
             )
-            for clip, text in zip(clips, texts, strict=True)
+            for clip, text, language in zip(clips, texts, spoken, strict=True)
         ]
 
     def _require(self) -> tuple[WhisperModel, Tokenizer]:
@@ -187,17 +228,19 @@ class FasterWhisperRecognizer(SpeechRecognizer):
         padded: np.ndarray = pad_or_trim(features, frames)
         return padded
 
-    def _decode_windows(self, features: list[np.ndarray]) -> list[str | None]:
-        """Decode a batch of windows; None where a result shows a short window's failures."""
+    def _decode_windows(self, features: list[np.ndarray], languages: list[str]) -> list[str | None]:
+        """Decode a batch of windows, each in its language; None where a result shows a short
+        window's failures."""
         model, tokenizer = self._require()
+        prompts = [self._prompt_for(language) for language in languages]
         window_s = self.config.chunk_length or 30
         encoded = model.encode(np.stack(features))
         max_new = window_s * _MAX_TOKENS_PER_S
         results: list[Any] = model.model.generate(
             encoded,
-            [self._prompt] * len(features),
+            prompts,
             beam_size=self.config.beam_size,
-            max_length=len(self._prompt) + max_new,
+            max_length=max(len(prompt) for prompt in prompts) + max_new,
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
@@ -220,12 +263,12 @@ class FasterWhisperRecognizer(SpeechRecognizer):
             return ""
         return text
 
-    def _decode_full(self, samples: Samples) -> str:
+    def _decode_full(self, samples: Samples, language: str) -> str:
         """faster-whisper's own transcribe() over 30 s windows, with the configured options."""
         model, _ = self._require()
         segments, _info = model.transcribe(
             samples,
-            language=self.language,
+            language=language,
             beam_size=self.config.beam_size,
             temperature=list(FALLBACK_TEMPERATURES) if self.config.temperature_fallback else 0.0,
             condition_on_previous_text=self.config.condition_on_previous_text,

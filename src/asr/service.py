@@ -44,6 +44,7 @@ def warm_up_audio(rate: int = 16000) -> Samples:
 @dataclass(eq=False)  # a job is itself, not its fields: kept in a set
 class _Job:
     audio: Samples
+    language: str | None
     future: asyncio.Future[Transcript]
     queued_at: float = field(default_factory=time.perf_counter)
 
@@ -98,28 +99,29 @@ class ASRService:
         # in the first user's turn.
         self.recognizer.transcribe(warm_up_audio(self.recognizer.sample_rate))
 
-    async def transcribe(self, audio: Samples) -> Transcript:
-        """A final: float32 mono 16 kHz audio, queued until a lane takes it (oldest first).
-        Cancelling the caller takes a queued job out of the queue."""
-        job = self._job(audio)
+    async def transcribe(self, audio: Samples, language: str | None = None) -> Transcript:
+        """A final: float32 mono 16 kHz audio in the session's language (None: the configured
+        one), queued until a lane takes it (oldest first). Cancelling the caller takes a queued
+        job out of the queue."""
+        job = self._job(audio, language)
         self._finals.append(job)
         self._wake.set()
         return await job.future
 
-    async def partial(self, audio: Samples) -> Transcript | None:
+    async def partial(self, audio: Samples, language: str | None = None) -> Transcript | None:
         """A partial: runs at once if a lane is idle and no final waits, else None (dropped)."""
         if len(self._active) + len(self._finals) >= self.config.workers:
             self.partials_dropped += 1
             return None
-        job = self._job(audio)
+        job = self._job(audio, language)
         # Straight to the model: nothing waits, so it delays no final that is not there yet.
         await self._run([job])
         return await job.future
 
-    def _job(self, audio: Samples) -> _Job:
+    def _job(self, audio: Samples, language: str | None) -> _Job:
         if not self._ready or self._executor is None:
             raise ASRError("ASR service is not started (call start() first) or is closed")
-        return _Job(check_audio(audio), asyncio.get_running_loop().create_future())
+        return _Job(check_audio(audio), language, asyncio.get_running_loop().create_future())
 
     async def _lane(self) -> None:
         while True:
@@ -150,9 +152,12 @@ class ASRService:
         began = time.perf_counter()
         loop = asyncio.get_running_loop()
         audios = [job.audio for job in batch]
+        languages = [job.language for job in batch]
         self._active.update(batch)
         try:
-            results = await loop.run_in_executor(executor, self.recognizer.transcribe_batch, audios)
+            results = await loop.run_in_executor(
+                executor, self.recognizer.transcribe_batch, audios, languages
+            )
         except Exception as error:  # the engine's failure is each waiting caller's error
             for job in batch:
                 if not job.future.done():

@@ -64,8 +64,9 @@ class WhisperXRecognizer(SpeechRecognizer):
         except Exception as error:
             raise ASRError(f"cannot load whisperx model {path}: {error}") from error
 
-    def transcribe(self, audio: Samples) -> Transcript:
-        """Transcribe one utterance with whisperx's batched pipeline."""
+    def transcribe(self, audio: Samples, language: str | None = None) -> Transcript:
+        """Transcribe one utterance with whisperx's batched pipeline, in asr.language: the
+        pipeline is loaded for one language, so a session's own `language` is not used."""
         if self._pipeline is None:
             raise ASRError("whisperx model is not loaded: call load() first")
         samples = check_audio(audio)

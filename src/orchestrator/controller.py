@@ -94,7 +94,9 @@ class TurnController:
             voice=hello.voice,
             settings=config.speaker_settings(),
         )
-        self.listening = Listening(self.audio_in, services, sink, self.post, lambda: self.core.turn)
+        self.listening = Listening(
+            self.audio_in, services, sink, self.post, lambda: self.core.turn, hello.language
+        )
         self.replies: dict[int, Reply] = {}
         self._urgent: collections.deque[TurnEvent] = collections.deque()
         self._queued: collections.deque[TurnEvent] = collections.deque()

@@ -33,6 +33,7 @@ class Listening:
         sink: SessionSink,
         post: Callable[[TurnEvent], None],
         turn: Callable[[], int],
+        language: str | None = None,
     ) -> None:
         self.audio_in = audio_in
         self.services = services
@@ -40,6 +41,7 @@ class Listening:
         self.sink = sink
         self.post = post
         self.turn = turn  # the last turn whose final transcript went out
+        self.language = language  # the session's (hello's); a multilingual model hears it
         self._last_partial = 0.0
         self._partials: set[asyncio.Task[Any]] = set()
         self._closed = False
@@ -47,7 +49,7 @@ class Listening:
     async def transcribe(self, job: int, audio: np.ndarray) -> None:
         """Run one job; its text (or failure) comes back as Transcribed(job)."""
         try:
-            transcript = await self.services.asr.transcribe(_samples(audio))
+            transcript = await self.services.asr.transcribe(_samples(audio), self.language)
         except Exception as error:
             self.services.metrics.errors.labels("asr").inc()
             self.post(Transcribed(job, "", f"transcription failed: {error}"))
@@ -81,7 +83,7 @@ class Listening:
 
     async def _partial(self, audio: np.ndarray, turn: int) -> None:
         try:
-            transcript = await self.services.asr.partial(_samples(audio))
+            transcript = await self.services.asr.partial(_samples(audio), self.language)
         except Exception:
             return  # a failed partial is not worth an error; the final will say
         if transcript is None:

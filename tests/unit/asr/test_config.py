@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parents[3]
 def test_defaults_are_the_measured_short_utterance_settings() -> None:
     config = ASRConfig()
     assert config.engine == "faster-whisper"
+    assert config.model == "tiny.en"
     assert config.model_path is None
     assert (config.beam_size, config.compute_type) == (1, "int8")
     # bench/asr_load.py: two 1-thread replicas, finals batched by up to 4.
@@ -32,6 +33,7 @@ def test_unknown_keys_are_rejected_by_name() -> None:
     "bad",
     [
         {"engine": "vosk"},
+        {"model": "large-v3"},
         {"beam_size": 0},
         {"workers": 0},
         {"cpu_threads": 0},
@@ -53,5 +55,6 @@ def test_the_shipped_orchestrator_section_validates() -> None:
     section = yaml.safe_load((REPO / "configs" / "orchestrator.yaml").read_text())["asr"]
     config = ASRConfig.model_validate(section)
     assert config.engine == section["engine"]
+    assert config.model == section["model"] == "tiny.en"
     assert config.workers == section["workers"]
     assert (config.cpu_threads, config.max_batch) == (section["cpu_threads"], section["max_batch"])

@@ -44,6 +44,16 @@ def test_piper_speech_is_transcribed(recognizer: FasterWhisperRecognizer, text: 
     assert transcript.text == transcript.text.strip()
 
 
+def test_tiny_en_hears_english_whatever_the_sessions_language(
+    recognizer: FasterWhisperRecognizer,
+) -> None:
+    text = "Turn on the kitchen lights please."
+    audio = to_float(piper_speech(text, deterministic=True))
+    told_french = recognizer.transcribe(audio, "fr-FR")
+    assert told_french.language == "en"
+    assert told_french.text == recognizer.transcribe(audio).text
+
+
 @pytest.mark.parametrize("text", ["Please open the garage door.", "Where is the closest pharmacy?"])
 def test_a_second_unrelated_voice_is_transcribed(
     recognizer: FasterWhisperRecognizer, text: str

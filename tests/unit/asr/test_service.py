@@ -1,7 +1,7 @@
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import numpy as np
@@ -26,13 +26,15 @@ class GatedRecognizer(SpeechRecognizer):
         self.calls = 0
         self.running = 0
         self.most_running = 0
+        self.languages: list[str | None] = []
         self._lock = threading.Lock()
 
     def load(self) -> None:
         self.loads += 1
 
-    def transcribe(self, audio: Samples) -> Transcript:
+    def transcribe(self, audio: Samples, language: str | None = None) -> Transcript:
         with self._lock:
+            self.languages.append(language)
             self.calls += 1
             self.running += 1
             self.most_running = max(self.most_running, self.running)
@@ -132,9 +134,11 @@ class BatchRecorder(GatedRecognizer):
         super().__init__()
         self.batches: list[list[int]] = []
 
-    def transcribe_batch(self, audios: list[Samples]) -> list[Transcript]:
+    def transcribe_batch(
+        self, audios: list[Samples], languages: Sequence[str | None] | None = None
+    ) -> list[Transcript]:
         self.batches.append([audio.size for audio in audios])
-        return [self.transcribe(audio) for audio in audios]
+        return super().transcribe_batch(audios, languages)
 
 
 async def started(recognizer: GatedRecognizer, **config: int) -> ASRService:
@@ -213,10 +217,12 @@ async def test_closing_fails_the_queued_finals_with_a_clear_error() -> None:
 
 async def test_an_engine_failure_is_the_error_of_every_caller_in_the_batch() -> None:
     class Broken(BatchRecorder):
-        def transcribe_batch(self, audios: list[Samples]) -> list[Transcript]:
+        def transcribe_batch(
+            self, audios: list[Samples], languages: Sequence[str | None] | None = None
+        ) -> list[Transcript]:
             if len(audios) > 1:
                 raise ASRError("engine broke")
-            return super().transcribe_batch(audios)
+            return super().transcribe_batch(audios, languages)
 
     fake = Broken()
     service = await started(fake, workers=1)
@@ -230,6 +236,24 @@ async def test_an_engine_failure_is_the_error_of_every_caller_in_the_batch() -> 
             await job
     # The service goes on serving.
     assert (await service.transcribe(np.zeros(4, dtype=np.float32))).text == "4"
+    service.close()
+
+
+async def test_each_callers_language_reaches_the_recognizer_in_a_batch() -> None:
+    fake = BatchRecorder()
+    service = await started(fake, workers=1)
+    first = await occupy(service, fake)
+    waiting = [
+        asyncio.create_task(service.transcribe(np.zeros(2, dtype=np.float32), language))
+        for language in ("fr-FR", None)
+    ]
+    await asyncio.sleep(0.02)
+    fake.gate.set()
+    await asyncio.gather(first, *waiting)
+    assert fake.batches[-1] == [2, 2]
+    assert fake.languages[-2:] == ["fr-FR", None]
+    assert await service.partial(np.zeros(3, dtype=np.float32), "de") is not None
+    assert fake.languages[-1] == "de"
     service.close()
 
 
