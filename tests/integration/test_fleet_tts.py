@@ -226,11 +226,14 @@ async def test_interrupting_the_agent_stops_the_worker(
 async def test_synthesize_gives_the_whole_text(
     fleet: Fleet, recognizer: FasterWhisperRecognizer
 ) -> None:
+    # Long enough that one name misheard (Piper samples its noise: "Sam" came back as "tap"
+    # once in a full run) is not the whole verdict; a lost segment still fails it.
+    text = "Good morning, Sam. The next train to the city leaves at nine."
     async with fleet.tts() as fleet_tts:
-        frames = [event.frame async for event in fleet_tts.synthesize("Good morning, Sam.")]
+        frames = [event.frame async for event in fleet_tts.synthesize(text)]
     assert_fleet_frames(frames)
     heard = transcribe_reply(recognizer, b"".join(bytes(f.data) for f in frames))
-    assert word_error_rate("Good morning, Sam.", heard) <= 0.25, heard
+    assert word_error_rate(text, heard) <= 0.2, heard
 
 
 async def test_closing_a_stream_early_stops_the_worker(
