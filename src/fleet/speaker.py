@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable
@@ -51,6 +52,9 @@ class Speaker:
         self.voice = voice
         self.settings = settings or SpeakerSettings()
         self._sessions: dict[str, str] = {}  # worker address -> worker session id
+        # Worker sessions opened on a worker with the model resident, or loading it: counted
+        # and taken (take_placements) by whoever exports metrics.
+        self.placements: collections.Counter[str] = collections.Counter()
         self._background: set[asyncio.Task[Any]] = set()
 
     def stream(self, texts: AsyncIterator[str], label: str = "") -> ReplyStream:
@@ -97,12 +101,14 @@ class Speaker:
                     continue
                 self._sessions[record.address] = session
                 model = Router.model_for(record, self.model, self.voice)
+                state = "resident" if model in record.resident_models else "loaded on demand"
+                self.placements[state.replace(" ", "_")] += 1
                 log.info(
                     "session %s: on %s, model %s (%s)%s",
                     self.session_id,
                     record.name,
                     model,
-                    "resident" if model in record.resident_models else "loaded on demand",
+                    state,
                     f", voice {self.voice}" if self.voice else "",
                 )
             return WorkerSession(record.name, record.address, client, session)

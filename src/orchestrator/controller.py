@@ -299,6 +299,9 @@ class TurnController:
             metrics.underruns.inc(timings.underruns)
         if reply.failovers:
             metrics.failovers.inc(reply.failovers)
+        for state, count in self.speaker.placements.items():
+            metrics.placements.labels(model=state).inc(count)
+        self.speaker.placements.clear()
         if reply.stream.stalls:
             metrics.stalls.inc(reply.stream.stalls)
         for code, message in timings.errors:

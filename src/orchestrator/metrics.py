@@ -72,6 +72,12 @@ class OrchestratorMetrics:
         self.failovers = Counter(
             "voicefleet_tts_failovers", "Replies re-routed after a worker failed", registry=r
         )
+        self.placements = Counter(
+            "voicefleet_tts_placements",
+            "Worker sessions opened, by whether the worker had the model resident or loaded it",
+            ["model"],
+            registry=r,
+        )
         self.stalls = Counter(
             "voicefleet_tts_stalls", "Worker streams that stopped delivering audio owed", registry=r
         )

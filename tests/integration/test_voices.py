@@ -99,6 +99,8 @@ async def test_a_voice_not_resident_is_loaded_on_demand_and_resident_is_preferre
     assert any(isinstance(e, AudioEnd) and e.frames > 20 for e in events), events
     assert "hibari-heart" in (await capabilities(loader)).resident_models
     assert "model hibari-heart (loaded on demand), voice heart" in stack.orchestrators[0].log()
+    _status, metrics = stack.orchestrators[0].get("/metrics")
+    assert 'voicefleet_tts_placements_total{model="loaded_on_demand"} 1.0' in metrics
 
     # A second worker holds heart resident: with equal load, the router prefers it... until
     # the loader's record says heart is resident there too; so evict it there first.
