@@ -29,6 +29,11 @@ class RouterConfig(BaseModel):
     )
     failure_cooldown_s: float = Field(10.0, ge=0, description="skip a failed worker this long")
     required_capabilities: list[str] = Field(default_factory=lambda: ["streaming"])
+    load_on_demand: bool = Field(
+        True,
+        description="a worker that offers the session's model but does not hold it may load it "
+        "(its StartSession waits for the load, ~0.5 s); false: only workers with it resident",
+    )
     worker: WorkerChannelConfig = Field(
         default_factory=WorkerChannelConfig,
         description="how to dial workers: token (or token_file), TLS, per-RPC deadlines",

@@ -103,6 +103,13 @@ class Router:
             raise NoWorkerAvailable(
                 f"no TTS worker offers model {model or '(default)'} with {', '.join(required)}"
             )
+        if not self.fleet.config.load_on_demand:
+            usable = [w for w in usable if self.model_for(w, model, voice) in w.resident_models]
+            if not usable:
+                raise NoWorkerAvailable(
+                    f"no TTS worker holds {f'voice {voice!r}' if voice else 'the model'} "
+                    "in memory, and router.load_on_demand is off"
+                )
         return sorted(usable, key=lambda w: self._rank(w, self.model_for(w, model, voice)))
 
     @staticmethod

@@ -123,3 +123,15 @@ def test_a_voice_no_worker_offers_is_unknown_and_names_the_fleets_voices() -> No
 def test_in_a_fleet_without_public_names_the_voice_is_the_workers_to_judge() -> None:
     router = router_with(record("a"), record("b", sessions=2))
     assert names(router.candidates(voice="amy")) == ["a", "b"]
+
+
+def test_without_load_on_demand_only_workers_holding_the_model_are_candidates() -> None:
+    cold = record("cold", voices={"heart": "hibari"}, available=["joe", "hibari"])
+    warm = record("warm", voices={"heart": "hibari"}, available=["hibari"], resident=["hibari"])
+    router = router_with(cold, warm)
+    router.fleet.config = router.fleet.config.model_copy(update={"load_on_demand": False})
+    assert names(router.candidates(voice="heart")) == ["warm"]
+    router = router_with(cold)
+    router.fleet.config = router.fleet.config.model_copy(update={"load_on_demand": False})
+    with pytest.raises(NoWorkerAvailable, match="load_on_demand is off"):
+        router.candidates(voice="heart")
