@@ -8,7 +8,7 @@ import asyncio
 import collections
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any
 
 from voicefleet.fleet.errors import NoWorkerAvailable
@@ -42,6 +42,7 @@ class Speaker:
         language: str = "",
         model: str = "",
         voice: str = "",
+        options: Mapping[str, str] | None = None,
         settings: SpeakerSettings | None = None,
     ) -> None:
         self.router = router
@@ -50,6 +51,7 @@ class Speaker:
         self.language = language
         self.model = model
         self.voice = voice
+        self.options = dict(options or {})  # adapter options of every worker session
         self.settings = settings or SpeakerSettings()
         self._sessions: dict[str, str] = {}  # worker address -> worker session id
         # Worker sessions opened on a worker with the model resident, or loading it: counted
@@ -79,6 +81,7 @@ class Speaker:
                             Router.model_for(record, self.model, self.voice),
                             voice=self.voice,
                             language=self.language,
+                            options=self.options,
                         )
                 except asyncio.CancelledError:
                     # The worker may have opened it all the same (a reply cancelled by a
