@@ -14,8 +14,7 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator, Mapping
 
-import numpy as np
-
+from voicefleet.audio.pcm import float_to_s16le, s16le_to_float
 from voicefleet.audio.resample import StreamResampler
 from voicefleet.fleet.errors import NoWorkerAvailable, UnknownVoice
 from voicefleet.fleet.pool import WorkerPool
@@ -89,16 +88,10 @@ class PcmConverter:
         """One chunk of 48 kHz s16le in; what is ready at `rate` out (may be empty)."""
         if self._resampler is None:
             return pcm
-        samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
-        return _to_s16(self._resampler.process(samples))
+        return float_to_s16le(self._resampler.process(s16le_to_float(pcm)))
 
     def flush(self) -> bytes:
         """What the converter still holds."""
         if self._resampler is None:
             return b""
-        return _to_s16(self._resampler.flush())
-
-
-def _to_s16(samples: np.ndarray) -> bytes:
-    scaled = np.clip(np.round(samples * 32768.0), -32768, 32767)
-    return scaled.astype("<i2").tobytes()
+        return float_to_s16le(self._resampler.flush())
