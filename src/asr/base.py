@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
+from voicefleet.asr.segments import Segment, SegmentOptions
 from voicefleet.audio.pcm import Samples
 
 
@@ -54,6 +55,17 @@ class SpeechRecognizer(ABC):
         return [
             self.transcribe(audio, language) for audio, language in zip(audios, spoken, strict=True)
         ]
+
+    def language_for(self, requested: str | None) -> str:
+        """The language a request in `requested` (None: the configured one) is heard in."""
+        return requested or "en"
+
+    def segments(self, audio: Samples, options: SegmentOptions) -> Generator[Segment, None, None]:
+        """The audio as timed segments, yielded as they are decoded; engines without
+        timestamps yield the whole transcript as one segment (no words)."""
+        transcript = self.transcribe(audio, options.language)
+        if transcript.text:
+            yield Segment(0, 0.0, transcript.audio_s, transcript.text)
 
 
 def check_audio(audio: Samples) -> Samples:

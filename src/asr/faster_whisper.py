@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,6 +26,7 @@ from faster_whisper.transcribe import get_suppressed_tokens
 from voicefleet.asr.base import ASRError, SpeechRecognizer, Transcript, check_audio
 from voicefleet.asr.config import ASRConfig
 from voicefleet.asr.models import base_model_dir, missing_base_message
+from voicefleet.asr.segments import Segment, SegmentOptions, Word
 from voicefleet.audio.pcm import Samples
 
 _FRAMES_PER_S = 100  # Whisper's log-mel hop is 10 ms
@@ -276,3 +277,37 @@ class FasterWhisperRecognizer(SpeechRecognizer):
             vad_filter=self.config.vad_filter,
         )
         return " ".join(text for segment in segments if (text := segment.text.strip()))
+
+    def segments(self, audio: Samples, options: SegmentOptions) -> Generator[Segment, None, None]:
+        """faster-whisper's transcribe() over 30 s windows, with timestamps (and word timings
+        when asked), the prompt and the configured beam; yields each segment as decoded."""
+        model, _ = self._require()
+        clip = check_audio(audio)
+        if not clip.size:
+            return
+        decoded, _info = model.transcribe(
+            clip,
+            language=self.language_for(options.language),
+            beam_size=self.config.beam_size,
+            temperature=options.temperature,
+            initial_prompt=options.prompt or None,
+            condition_on_previous_text=self.config.condition_on_previous_text,
+            word_timestamps=options.words,
+            vad_filter=self.config.vad_filter,
+        )
+        for index, segment in enumerate(decoded):
+            words = tuple(
+                Word(w.word.strip(), round(w.start, 3), round(w.end, 3), round(w.probability, 4))
+                for w in segment.words or ()
+            )
+            yield Segment(
+                id=index,
+                start=round(segment.start, 3),
+                end=round(segment.end, 3),
+                text=segment.text.strip(),
+                words=words,
+                avg_logprob=segment.avg_logprob,
+                no_speech_prob=segment.no_speech_prob,
+                compression_ratio=segment.compression_ratio,
+                temperature=segment.temperature or 0.0,
+            )

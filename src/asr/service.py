@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -22,6 +23,7 @@ import numpy as np
 from voicefleet.asr.base import ASRError, SpeechRecognizer, Transcript, check_audio
 from voicefleet.asr.config import ASRConfig
 from voicefleet.asr.faster_whisper import FasterWhisperRecognizer
+from voicefleet.asr.segments import Segment, SegmentOptions
 from voicefleet.asr.whisperx import WhisperXRecognizer
 from voicefleet.audio.pcm import Samples
 
@@ -61,6 +63,7 @@ class ASRService:
         self._wake = asyncio.Event()
         self._lanes: list[asyncio.Task[None]] = []
         self._active: set[_Job] = set()  # jobs inside a model call now
+        self._files = 0  # whole files being decoded (segments())
         #: Partials refused because the recognizer was busy (a metric for operators).
         self.partials_dropped = 0
 
@@ -110,7 +113,7 @@ class ASRService:
 
     async def partial(self, audio: Samples, language: str | None = None) -> Transcript | None:
         """A partial: runs at once if a lane is idle and no final waits, else None (dropped)."""
-        if len(self._active) + len(self._finals) >= self.config.workers:
+        if len(self._active) + len(self._finals) + self._files >= self.config.workers:
             self.partials_dropped += 1
             return None
         job = self._job(audio, language)
@@ -122,6 +125,27 @@ class ASRService:
         if not self._ready or self._executor is None:
             raise ASRError("ASR service is not started (call start() first) or is closed")
         return _Job(check_audio(audio), language, asyncio.get_running_loop().create_future())
+
+    async def segments(self, audio: Samples, options: SegmentOptions) -> AsyncIterator[Segment]:
+        """A whole file as timed segments, each yielded as soon as it is decoded. Runs on the
+        model's threads beside the conversations' finals (a file never waits in their queue,
+        and they never wait behind a whole file: it takes one thread per window); callers
+        bound how many run at once. Leaving early stops decoding at the next segment."""
+        if not self._ready or self._executor is None:
+            raise ASRError("ASR service is not started (call start() first) or is closed")
+        clip = check_audio(audio)
+        loop = asyncio.get_running_loop()
+        decoded = self.recognizer.segments(clip, options)
+        self._files += 1
+        try:
+            while True:
+                segment = await loop.run_in_executor(self._executor, next, decoded, None)
+                if segment is None:
+                    return
+                yield segment
+        finally:
+            self._files -= 1
+            decoded.close()
 
     async def _lane(self) -> None:
         while True:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 
 from voicefleet.audio.pcm import float_to_s16le, s16le_to_float
 from voicefleet.audio.resample import StreamResampler
@@ -41,7 +41,7 @@ async def synthesize(
     options: Mapping[str, str] | None = None,
     label: str = "",
     settings: SpeakerSettings | None = None,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Speak `texts` through the fleet; yields 20 ms 48 kHz s16le frames as they arrive.
 
     Raises SpeechFailed (code `unknown_voice`, `tts_failed`, `tts_rejected`, ...) when the

@@ -25,6 +25,10 @@ from voicefleet.orchestrator.controller import released
 from voicefleet.orchestrator.metrics import OrchestratorMetrics
 from voicefleet.orchestrator.responder import Responder, create_responder
 from voicefleet.orchestrator.services import Services
+from voicefleet.orchestrator.transports.admission import ClientAddress, ConnectionRate
+from voicefleet.orchestrator.transports.openai.context import OpenAIApi
+from voicefleet.orchestrator.transports.openai.routes import ROUTES as OPENAI_ROUTES
+from voicefleet.orchestrator.transports.openai.routes import add_openai_routes
 from voicefleet.orchestrator.transports.websocket import WebSocketTransport
 
 log = logging.getLogger(__name__)
@@ -113,6 +117,8 @@ def build(config: OrchestratorConfig) -> Orchestrator:
     access = AccessToken(secret) if secret else None
     transport = WebSocketTransport(services, new_responder, config.http, access)
     public = PUBLIC_ROUTES if config.http.metrics_auth else PUBLIC_ROUTES | {"/metrics"}
+    if config.openai_api.enabled:
+        public |= OPENAI_ROUTES  # each checks the token itself, answering in OpenAI's shape
     app = web.Application(
         middlewares=[access_middleware(access, public=public, deferred=HELLO_AUTH_ROUTES)]
     )
@@ -139,6 +145,16 @@ def build(config: OrchestratorConfig) -> Orchestrator:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/ws", transport.handle)
+    if config.openai_api.enabled:
+        api = OpenAIApi(
+            config.openai_api,
+            services,
+            fleet,
+            access,
+            ClientAddress(config.http.trusted_proxies),
+            ConnectionRate(config.openai_api.requests_per_ip_per_minute),
+        )
+        add_openai_routes(app, api)
     if (WEB_DIR / "index.html").is_file():
 
         async def index(_request: web.Request) -> web.FileResponse:

@@ -25,6 +25,7 @@ from voicefleet.fleet.speech import SpeakerSettings
 from voicefleet.orchestrator.echo import EchoConfig
 from voicefleet.orchestrator.end_of_turn import EndOfTurnConfig
 from voicefleet.orchestrator.responder import ResponderConfig
+from voicefleet.orchestrator.transports.openai.config import OpenAIApiConfig
 from voicefleet.orchestrator.turn_state import TurnRules
 from voicefleet.orchestrator.vad import VadConfig
 from voicefleet.settings import load_config
@@ -209,6 +210,7 @@ class OrchestratorConfig(_Section):
     responder: ResponderConfig = ResponderConfig()
     router: RouterConfig = RouterConfig()
     transport: TransportConfig = TransportConfig()
+    openai_api: OpenAIApiConfig = OpenAIApiConfig()
     log_level: str = "INFO"
 
 

@@ -72,6 +72,18 @@ class OrchestratorMetrics:
         self.failovers = Counter(
             "voicefleet_tts_failovers", "Replies re-routed after a worker failed", registry=r
         )
+        self.api_requests = Counter(
+            "voicefleet_api_requests",
+            "Requests to the standard APIs, by route and HTTP status",
+            ["api", "status"],
+            registry=r,
+        )
+        self.api_first_byte_seconds = Histogram(
+            "voicefleet_api_speech_first_byte_seconds",
+            "Speech request received -> first audio byte sent (OpenAI API)",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.placements = Counter(
             "voicefleet_tts_placements",
             "Worker sessions opened, by whether the worker had the model resident or loaded it",

@@ -82,6 +82,8 @@ class TTSAdapter(ABC):
     #: Largest value of an option (DEFAULT_OPTION_MAX unless listed): one huge length_scale
     #: would make a single segment take unbounded memory and time.
     option_max: ClassVar[Mapping[str, float]] = {}
+    #: Smallest value of an option (0 unless listed; see positive_options).
+    option_min: ClassVar[Mapping[str, float]] = {}
     warm_up_text: ClassVar[str] = "Warm up, one two three."
 
     def __init__(self, spec: ModelSpec) -> None:
@@ -128,12 +130,13 @@ class TTSAdapter(ABC):
             except ValueError:
                 raise InvalidRequest(f"option {key!r} must be a number, got {text!r}") from None
             top = self.option_max.get(key, DEFAULT_OPTION_MAX)
+            bottom = self.option_min.get(key, 0.0)
             if (
                 not math.isfinite(value)
-                or value < 0
+                or value < bottom
                 or (value == 0 and key in self.positive_options)
                 or value > top
             ):
-                raise InvalidRequest(f"option {key!r} out of range (0-{top:g}): {text!r}")
+                raise InvalidRequest(f"option {key!r} out of range ({bottom:g}-{top:g}): {text!r}")
             values[key] = value
         return SynthesisOptions(voice=voice, values=values)

@@ -33,10 +33,17 @@ class PiperAdapter(TTSAdapter):
     name: ClassVar[str] = "piper"
     capabilities: ClassVar[AdapterCapabilities] = AdapterCapabilities(streaming=True, cpu_ok=True)
     option_names: ClassVar[frozenset[str]] = frozenset(
-        {"length_scale", "noise_scale", "noise_w_scale"}
+        {"length_scale", "noise_scale", "noise_w_scale", "speed"}
     )
-    # noise_w_scale drives the sampled durations: large values make very long audio.
-    option_max: ClassVar[Mapping[str, float]] = {"noise_scale": 2.0, "noise_w_scale": 2.0}
+    positive_options: ClassVar[frozenset[str]] = frozenset({"length_scale", "speed"})
+    # noise_w_scale drives the sampled durations: large values make very long audio. `speed`
+    # (the engine-neutral name the OpenAI API sends) divides the length scale; 0.25-4 like it.
+    option_max: ClassVar[Mapping[str, float]] = {
+        "noise_scale": 2.0,
+        "noise_w_scale": 2.0,
+        "speed": 4.0,
+    }
+    option_min: ClassVar[Mapping[str, float]] = {"speed": 0.25}
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
@@ -90,12 +97,21 @@ class PiperAdapter(TTSAdapter):
         values.update(options.values)
         config = SynthesisConfig(
             speaker_id=voice.config.speaker_id_map.get(options.voice) if options.voice else None,
-            length_scale=values.get("length_scale"),
+            length_scale=self._length_scale(voice, values),
             noise_scale=values.get("noise_scale"),
             noise_w_scale=values.get("noise_w_scale"),
         )
         for chunk in voice.synthesize(text, config):
             yield chunk.audio_float_array
+
+    @staticmethod
+    def _length_scale(voice: PiperVoice, values: Mapping[str, float]) -> float | None:
+        """The length scale asked for (or the voice's), divided by `speed`."""
+        speed = values.get("speed")
+        if speed is None:
+            return values.get("length_scale")
+        base = values.get("length_scale", voice.config.length_scale)
+        return base / speed
 
     def _require_voice(self) -> PiperVoice:
         if self._voice is None:
