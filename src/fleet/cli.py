@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
@@ -56,6 +57,13 @@ def _fail(args: argparse.Namespace, message: str) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     """Run one `fleet` action; errors become one line on stderr."""
+    # The fleet client's own warnings (a worker failed over, the registry unreachable) would
+    # repeat the one error line; -v shows them and the rest of its log.
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.ERROR,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     try:
         config, channel = _settings(args)
     except (ConfigError, ValueError) as error:
@@ -134,7 +142,7 @@ async def _models(args: argparse.Namespace, admin: FleetAdmin) -> int:
         else:
             _fail(args, f"{result.worker}: {result.message}")
     failed = [result for result in results if not result.ok]
-    if failed:
+    if failed and len(results) > 1:
         _fail(args, f"{len(failed)} of {len(results)} worker(s) failed")
     return 1 if failed else 0
 
@@ -171,6 +179,7 @@ def _common() -> argparse.ArgumentParser:
     common.add_argument("--redis-url", help="registry Redis URL (default: the config's, REDIS_URL)")
     common.add_argument("--prefix", help="registry key prefix (default: the config's, voicefleet)")
     common.add_argument("--token", help=f"worker auth token (default: ${TOKEN_ENV}, the config's)")
+    common.add_argument("-v", "--verbose", action="store_true", help="log what the client does")
     return common
 
 

@@ -19,6 +19,7 @@ from voicefleet.fleet.speech import SpeechFailed
 from voicefleet.fleet.synthesis import PcmConverter, synthesize
 from voicefleet.fleet.view import FleetView
 from voicefleet.rpc.channel import WorkerChannelConfig
+from voicefleet.rpc.redis_conn import redacted
 
 
 class _WatchedRouter(Router):
@@ -64,7 +65,8 @@ async def say(
     pool = WorkerPool(channel)
     try:
         if not await view.refresh():
-            raise OperatorError(f"cannot read the registry: {view.last_error}")
+            why = view.last_error.removeprefix("registry unreachable: ")
+            raise OperatorError(f"cannot reach the registry at {redacted(config.redis_url)}: {why}")
         router = _WatchedRouter(view)
         result = SayResult(out, rate)
         converter = PcmConverter(rate)
