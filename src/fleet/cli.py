@@ -97,7 +97,10 @@ async def _status(args: argparse.Namespace, admin: FleetAdmin) -> int:
     if args.watch is None:
         snapshot = await admin.snapshot()
         now = time.time()
-        print(json.dumps(status_json(snapshot, now)) if args.json else render_status(snapshot, now))
+        if args.json:
+            print(json.dumps(status_json(snapshot, now)))
+        elif snapshot.records or snapshot.skipped:
+            print(render_status(snapshot, now))
         if not snapshot.records:  # what scripts and probes check: nothing can speak
             _fail(args, f"no workers registered in {snapshot.registry} (prefix {snapshot.prefix})")
             return 1

@@ -60,9 +60,15 @@ def registry(redis_url: str, prefix: str) -> dict[str, Any]:
     return {"redis_url": redis_url, "key_prefix": prefix, "heartbeat_s": 0.3, "record_ttl_s": 2.0}
 
 
-async def fleet(*args: str, token: str | None = None) -> Run:
+def cli_env(**extra: str) -> dict[str, str]:
+    """This environment without the settings the CLI reads, plus `extra`."""
+    skip = ("REDIS_URL", "VOICEFLEET_WORKER_TOKEN")
+    env = {k: v for k, v in os.environ.items() if k not in skip}
+    return {**env, **extra}
+
+
+async def fleet(*args: str, token: str | None = None, **env: str) -> Run:
     """Run `voicefleet fleet ARGS` (token through VOICEFLEET_WORKER_TOKEN)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "VOICEFLEET_WORKER_TOKEN")}
     if token is not None:
         env["VOICEFLEET_WORKER_TOKEN"] = token
     proc = await asyncio.create_subprocess_exec(
@@ -71,7 +77,7 @@ async def fleet(*args: str, token: str | None = None) -> Run:
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=env,
+        env=cli_env(**env),
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
@@ -182,33 +188,58 @@ async def test_status_table_and_json_list_workers_with_voices_models_and_skipped
     assert data["skipped"][0]["reason"] == "not_json"
 
 
-async def test_status_watch_refreshes_until_ctrl_c(shared_fleet: Fleet) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+async def watch(*args: str) -> str:
+    """`status --watch 0.2` until it has drawn four screens, then Ctrl-C: what it printed."""
     proc = await asyncio.create_subprocess_exec(
-        VOICEFLEET,
-        "fleet",
-        "status",
-        "--watch",
-        "0.2",
-        *shared_fleet.args(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
+        VOICEFLEET, "fleet", "status", "--watch", "0.2", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=cli_env(),
+    )  # fmt: skip
     assert proc.stdout is not None
     seen = b""
-    async with asyncio.timeout(30):  # three screens, however slow the start
+    async with asyncio.timeout(30):  # however slow the start
         while seen.count(CLEAR.encode()) < 4:
             seen += await proc.stdout.read(4096) or b""
     proc.send_signal(signal.SIGINT)
     out, err = await asyncio.wait_for(proc.communicate(), 10)
-
     assert proc.returncode == 0, err
     assert b"Traceback" not in err
-    screens = (seen + out).decode().split(CLEAR)[1:]
-    assert len(screens) >= 3
-    assert all("cli-mock" in screen for screen in screens[:3])
+    return (seen + out).decode()
+
+
+async def test_status_watch_refreshes_until_ctrl_c(shared_fleet: Fleet) -> None:
+    screens = (await watch(*shared_fleet.args())).split(CLEAR)[1:]
+
+    assert len(screens) >= 4
+    assert all("cli-mock" in screen and "cli-piper" in screen for screen in screens[:4])
     assert "every 0.2 s" in screens[0]
+
+
+async def test_status_watch_shows_an_unreachable_registry_and_goes_on() -> None:
+    screens = (await watch("--redis-url", f"redis://127.0.0.1:{free_port()}/0")).split(CLEAR)
+
+    assert sum("cannot reach the registry" in screen for screen in screens) >= 4
+
+
+async def test_registry_and_token_come_from_the_orchestrator_config_and_redis_url(
+    shared_fleet: Fleet, tmp_path: Path
+) -> None:
+    config = tmp_path / "orchestrator.yaml"
+    config.write_text(
+        f"router: {{key_prefix: {shared_fleet.prefix}, worker: {{token: {TOKEN}}}}}\n"
+    )
+
+    run = await fleet(
+        "load",
+        "mock",
+        "--on",
+        "cli-mock",
+        "--config",
+        str(config),
+        REDIS_URL=shared_fleet.redis_url,
+    )
+
+    assert run.code == 0, run
+    assert run.out.strip() == "cli-mock: mock was already resident"
 
 
 async def test_load_and_unload_change_resident_models(shared_fleet: Fleet) -> None:
@@ -318,6 +349,7 @@ async def test_errors_are_one_line_and_non_zero(shared_fleet: Fleet, tmp_path: P
 
     empty = await fleet("status", "--redis-url", shared_fleet.redis_url, "--prefix", "nobody")
     assert_one_line_error(empty, "no workers registered")
+    assert empty.out == ""
     no_workers = await fleet("load", "mock", "--all", "--prefix", "nobody", *args[:2])
     assert_one_line_error(no_workers, "no workers registered")
 
