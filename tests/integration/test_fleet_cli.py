@@ -335,6 +335,12 @@ async def test_errors_are_one_line_and_non_zero(shared_fleet: Fleet, tmp_path: P
     assert_one_line_error(unknown_voice, "voice 'nobody'", "beep", "joe")
     assert not (tmp_path / "x.wav").exists()
 
+    bad_token = await fleet(
+        "say", "Hello.", "--voice", "beep", "--out", str(tmp_path / "x.wav"), *args, token="y" * 20
+    )
+    assert_one_line_error(bad_token, "cli-mock", "UNAUTHENTICATED")
+    assert not (tmp_path / "x.wav").exists()
+
     for action in (["drain", "ghost"], ["load", "mock2", "--on", "ghost"]):
         unknown = await fleet(*action, *args, token=TOKEN)
         assert_one_line_error(unknown, "no worker named 'ghost'", "cli-mock", "cli-piper")
