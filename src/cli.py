@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from voicefleet.asr.base import ASRError
 from voicefleet.asr.cli import add_asr_models_parser
 from voicefleet.client.cli import add_client_parser
+from voicefleet.fleet.cli import add_fleet_parser
 from voicefleet.settings import ConfigError
 from voicefleet.tts.errors import WorkerError
 
@@ -145,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_client_parser(commands)
     add_asr_models_parser(commands)
+    add_fleet_parser(commands)
     return parser
 
 

@@ -6,6 +6,9 @@ Keys (prefix configurable, default ``voicefleet``):
 - ``{prefix}:workers``: a set of worker names, the index readers use instead of KEYS/SCAN.
   A name whose record has expired is pruned by the next reader.
 - ``{prefix}:fleet``: a pub/sub channel carrying FleetEvent JSON (join / leave).
+- ``{prefix}:drain:{name}``: a DrainRequest as JSON, written by the operator (`voicefleet fleet
+  drain`) with a TTL. The worker takes it (GETDEL) on its next heartbeat and, when it names this
+  run of the worker (its `started_at`), drains exactly as on SIGTERM.
 
 Writers write exactly the schema below (the models forbid unknown fields). Readers
 (`read_fleet_report`, and `read_fleet` for the good records only) validate each record on its
@@ -70,6 +73,10 @@ class RegistryKeys:
         """The join/leave pub/sub channel."""
         return f"{self.prefix}:fleet"
 
+    def drain(self, name: str) -> str:
+        """The key of a drain request for one worker."""
+        return f"{self.prefix}:drain:{name}"
+
 
 class WorkerCapabilities(BaseModel):
     """What a worker can do (mirrors tts.proto Capabilities)."""
@@ -125,6 +132,17 @@ class FleetEvent(BaseModel):
     name: str
     address: str
     at: float = Field(default_factory=time.time)
+
+
+class DrainRequest(BaseModel):
+    """The operator asks one run of a worker to drain (the run that started at `started_at`,
+    so a request left behind never drains a later worker of the same name)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    started_at: float
+    requested_at: float = Field(default_factory=time.time)
+    by: str = ""
 
 
 class _ReadCapabilities(WorkerCapabilities):
@@ -290,3 +308,30 @@ async def read_fleet_report(redis: Redis, keys: RegistryKeys) -> FleetRead:
 async def read_fleet(redis: Redis, keys: RegistryKeys) -> list[WorkerRecord]:
     """Every live, valid worker record (bad ones skipped silently: see read_fleet_report)."""
     return (await read_fleet_report(redis, keys)).records
+
+
+async def request_drain(
+    redis: Redis, keys: RegistryKeys, name: str, request: DrainRequest, ttl_s: float
+) -> None:
+    """Leave a drain request for worker `name` (it expires after `ttl_s` if never taken)."""
+    await redis.set(keys.drain(name), request.model_dump_json(), px=int(ttl_s * 1000))
+
+
+async def take_drain_request(redis: Redis, keys: RegistryKeys, name: str) -> DrainRequest | None:
+    """Remove and return the drain request for worker `name`, if any (an unreadable one is
+    removed and ignored: it cannot say which run it was meant for)."""
+    value = await redis.getdel(keys.drain(name))
+    if value is None:
+        return None
+    try:
+        return DrainRequest.model_validate_json(value)
+    except ValidationError:
+        return None
+
+
+async def pending_drains(redis: Redis, keys: RegistryKeys, names: list[str]) -> set[str]:
+    """The workers among `names` with a drain request not taken yet."""
+    if not names:
+        return set()
+    values = await redis.mget([keys.drain(name) for name in names])
+    return {name for name, value in zip(names, values, strict=True) if value is not None}

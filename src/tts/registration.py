@@ -1,7 +1,8 @@
 """Keeps this worker's record in the Redis registry: join, heartbeat, leave.
 
 If Redis is unreachable the worker keeps serving; the heartbeat keeps trying and announces a
-fresh join once Redis answers again.
+fresh join once Redis answers again. Each heartbeat also takes any drain request the operator
+left for this worker (`voicefleet fleet drain`) and, when it names this run, calls `on_drain`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from voicefleet.rpc.registry import (
     WorkerRecord,
     delete_record,
     publish_event,
+    take_drain_request,
     write_record,
 )
 
@@ -37,12 +39,14 @@ class Registrar:
         record: Callable[[], WorkerRecord],
         heartbeat_s: float,
         ttl_s: float,
+        on_drain: Callable[[], None] | None = None,
     ) -> None:
         self.keys = keys
         self.heartbeat_s = heartbeat_s
         self.ttl_s = ttl_s
         self.registered = False
         self._record = record
+        self._on_drain = on_drain
         self._url = redacted(redis_url)
         self._last_error = ""
         self._redis: Redis = connect(redis_url, access, timeout_s=max(0.5, heartbeat_s))
@@ -60,6 +64,7 @@ class Registrar:
                 )
                 log.info("registered %s at %s in the registry", record.name, record.address)
             self.registered = True
+            await self._take_drain_request(record)
         except (RedisError, OSError) as error:
             reason = f"{type(error).__name__}: {error}"
             if self.registered or reason != self._last_error:
@@ -72,6 +77,22 @@ class Registrar:
             self._last_error = reason
             self.registered = False
         return self.registered
+
+    async def _take_drain_request(self, record: WorkerRecord) -> None:
+        request = await take_drain_request(self._redis, self.keys, record.name)
+        if request is None or self._on_drain is None:
+            return
+        if request.started_at != record.started_at:
+            log.warning(
+                "ignoring a drain request for an earlier run of %s (started at %.3f)",
+                record.name,
+                request.started_at,
+            )
+            return
+        log.info(
+            "drain requested through the registry%s", f" by {request.by}" if request.by else ""
+        )
+        self._on_drain()
 
     async def run(self) -> None:
         """Heartbeat until cancelled."""

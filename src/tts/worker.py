@@ -104,6 +104,8 @@ class Worker:
         interceptors = [AuthInterceptor(self.credentials)] if self.credentials.enabled else []
         self.server = grpc.aio.server(interceptors=interceptors)
         self.registrar: Registrar | None = None
+        # Set by a drain request from the registry; serve() then drains as on SIGTERM.
+        self.stop_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     def record(self) -> WorkerRecord:
@@ -167,6 +169,7 @@ class Worker:
                 self.record,
                 registry.heartbeat_s,
                 registry.record_ttl_s,
+                on_drain=self.stop_requested.set,
             )
             self._tasks.append(asyncio.create_task(self.registrar.run()))
         self._tasks.append(
@@ -265,9 +268,10 @@ class Worker:
 
 
 async def serve(config: WorkerConfig) -> None:
-    """Run a worker until SIGINT/SIGTERM, then drain; a second signal cuts the drain short."""
+    """Run a worker until SIGINT/SIGTERM or a drain request in the registry, then drain; a
+    signal during the drain cuts it short."""
     worker = Worker(config)
-    stop, force = asyncio.Event(), asyncio.Event()
+    stop, force = worker.stop_requested, asyncio.Event()
 
     def on_signal(sig: signal.Signals) -> None:
         if stop.is_set():
