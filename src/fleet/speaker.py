@@ -43,6 +43,7 @@ class Speaker:
         model: str = "",
         voice: str = "",
         options: Mapping[str, str] | None = None,
+        paced: bool = True,
         settings: SpeakerSettings | None = None,
     ) -> None:
         self.router = router
@@ -52,6 +53,9 @@ class Speaker:
         self.model = model
         self.voice = voice
         self.options = dict(options or {})  # adapter options of every worker session
+        # Paced: frames come at most the worker's lead ahead of real time (for playback);
+        # unpaced: as fast as they are made (for files and buffering clients).
+        self.paced = paced
         self.settings = settings or SpeakerSettings()
         self._sessions: dict[str, str] = {}  # worker address -> worker session id
         # Worker sessions opened on a worker with the model resident, or loading it: counted
@@ -82,6 +86,7 @@ class Speaker:
                             voice=self.voice,
                             language=self.language,
                             options=self.options,
+                            unpaced=not self.paced,
                         )
                 except asyncio.CancelledError:
                     # The worker may have opened it all the same (a reply cancelled by a

@@ -39,10 +39,12 @@ async def synthesize(
     model: str = "",
     language: str = "",
     options: Mapping[str, str] | None = None,
+    paced: bool = False,
     label: str = "",
     settings: SpeakerSettings | None = None,
 ) -> AsyncGenerator[bytes, None]:
-    """Speak `texts` through the fleet; yields 20 ms 48 kHz s16le frames as they arrive.
+    """Speak `texts` through the fleet; yields 20 ms 48 kHz s16le frames as they arrive:
+    as fast as the worker makes them, or (`paced`) at most its lead ahead of real time.
 
     Raises SpeechFailed (code `unknown_voice`, `tts_failed`, `tts_rejected`, ...) when the
     speech cannot be (completely) produced."""
@@ -55,6 +57,7 @@ async def synthesize(
         model=model,
         voice=voice,
         options=options,
+        paced=paced,
         settings=settings,
     )
     stream = speaker.stream(texts, label)

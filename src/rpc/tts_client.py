@@ -91,6 +91,7 @@ class TTSClient:
         voice: str = "",
         language: str = "",
         options: Mapping[str, str] | None = None,
+        unpaced: bool = False,
         timeout: float | None = None,  # noqa: ASYNC109 (a gRPC deadline: the worker sees it)
     ) -> tts_pb2.StartSessionResponse:
         """Open a session on the worker (default deadline: timeouts.start_session_s)."""
@@ -100,6 +101,7 @@ class TTSClient:
             voice=voice,
             language=language,
             options=options,
+            unpaced=unpaced,
         )
         return await self.stub.StartSession(
             request,

@@ -149,7 +149,9 @@ class TTSServicer(tts_pb2_grpc.TTSServicer):
             # A public voice name becomes the adapter's own; any other name goes as it is.
             voice = spec.voices.get(request.voice, request.voice)
             options = model.adapter.parse_options(voice, dict(request.options))
-            self.sessions.add(WorkerSession(request.session_id, spec.id, options, owner))
+            session = WorkerSession(request.session_id, spec.id, options, owner)
+            session.unpaced = request.unpaced
+            self.sessions.add(session)
         except BaseException:
             self.models.release(spec.id)
             raise

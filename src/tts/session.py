@@ -64,6 +64,7 @@ class WorkerSession:
     frames_sent: int = 0
     stream: SynthesisStream | None = None
     paused: bool = False  # PAUSE with no stream running: the next stream starts held
+    unpaced: bool = False  # frames leave as soon as made (StartSessionRequest.unpaced)
 
     def touch(self) -> None:
         """Mark activity (keeps the idle reaper away)."""

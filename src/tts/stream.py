@@ -317,7 +317,7 @@ class SynthesisStream:
             if control.paused:
                 await control.changed.wait()
                 continue
-            delay = clock.delay()
+            delay = 0.0 if self.session.unpaced else clock.delay()
             if delay <= 0:
                 return True
             with contextlib.suppress(TimeoutError):

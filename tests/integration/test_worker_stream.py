@@ -296,3 +296,20 @@ async def test_reload_keeps_the_session_speaking(client: TTSClient) -> None:
     frames = await collect(client, sid, ["Reloaded and still talking."])
     assert frames[-1].final and len(frames) > 20
     await client.end_session(sid)
+
+
+async def test_an_unpaced_session_sends_faster_than_real_time(client: TTSClient) -> None:
+    """A paced stream releases frames at most max_lead_ms ahead of real time; an unpaced one
+    (StartSessionRequest.unpaced: for files) as soon as they are made, with the same audio."""
+    timings: dict[bool, tuple[float, float]] = {}
+    for unpaced in (True, False):
+        sid = new_id("unpaced" if unpaced else "paced")
+        await client.start_session(sid, options=DETERMINISTIC, unpaced=unpaced)
+        began = time.perf_counter()
+        frames = await collect(client, sid, [THREE_SENTENCES])
+        timings[unpaced] = (time.perf_counter() - began, len(frames) * 0.02)
+        await client.end_session(sid)
+    (fast, fast_audio), (paced, paced_audio) = timings[True], timings[False]
+    assert fast_audio == paced_audio > 5.0
+    assert paced >= paced_audio - 0.5  # held to real time (the lead is 200 ms)
+    assert fast < 0.6 * fast_audio, (fast, fast_audio)

@@ -177,6 +177,7 @@ class StartSessionRequest(_message.Message):
     VOICE_FIELD_NUMBER: _builtins.int
     LANGUAGE_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
+    UNPACED_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     """Client-chosen id: 1 to 128 characters of [A-Za-z0-9._:-], unique on this worker."""
     model_id: _builtins.str
@@ -189,6 +190,11 @@ class StartSessionRequest(_message.Message):
     """
     language: _builtins.str
     """BCP-47 language tag the text is in (e.g. "en-US"); empty accepts the model's language."""
+    unpaced: _builtins.bool
+    """Send frames as soon as they are made instead of at most max_lead_ms ahead of real time:
+    for audio that goes to a file or a client that buffers (the OpenAI and Wyoming APIs), not
+    to a speaker. PAUSE / RESUME / STOP still apply at the next frame.
+    """
     @_builtins.property
     def options(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Adapter-specific options (e.g. "length_scale": "1.1"); unknown keys are rejected."""
@@ -201,10 +207,11 @@ class StartSessionRequest(_message.Message):
         voice: _builtins.str = ...,
         language: _builtins.str = ...,
         options: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        unpaced: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["language", b"language", "model_id", b"model_id", "options", b"options", "session_id", b"session_id", "voice", b"voice"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["language", b"language", "model_id", b"model_id", "options", b"options", "session_id", b"session_id", "unpaced", b"unpaced", "voice", b"voice"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
