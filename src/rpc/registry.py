@@ -119,6 +119,9 @@ class WorkerRecord(BaseModel):
     #: Public voice name -> model id (absent from records written before voices existed).
     voices: dict[str, str] = Field(default_factory=dict)
     load: WorkerLoad
+    #: The worker's Prometheus port on the host of `address` (absent: no endpoint, or a record
+    #: written before workers had one).
+    metrics_port: int | None = None
     started_at: float
     updated_at: float = Field(default_factory=time.time)
 

@@ -158,8 +158,11 @@ def _refusal(handler: Handler, message: str) -> Handler:
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Requires a valid bearer token on every method but the health service."""
 
-    def __init__(self, credentials: Credentials) -> None:
+    def __init__(
+        self, credentials: Credentials, refused: Callable[[str], None] | None = None
+    ) -> None:
         self.credentials = credentials
+        self._refused = refused  # told the RPC's name (e.g. StartSession) of each refusal
 
     async def intercept_service(
         self,
@@ -173,6 +176,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         try:
             identity = self.credentials.authenticate(handler_call_details.invocation_metadata)
         except Unauthenticated as error:
+            if self._refused is not None:
+                self._refused(handler_call_details.method.rsplit("/", 1)[-1])
             return _refusal(handler, f"{handler_call_details.method}: {error}")
         _caller.set(identity)
         return handler

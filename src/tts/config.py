@@ -119,6 +119,20 @@ class LimitsConfig(_Section):
     session_idle_s: float = Field(300.0, gt=0, description="end sessions idle this long")
 
 
+class MetricsConfig(_Section):
+    """The Prometheus endpoint (docs/operations.md, "Metrics"). Off unless a port is set: several
+    workers often share one host (`voicefleet up`, tests), and a fixed default would collide."""
+
+    host: str = Field("127.0.0.1", description="address to bind (0.0.0.0 in a container)")
+    port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="HTTP port of /metrics; null: no endpoint; 0: any free port (the registry "
+        "record's metrics_port says which)",
+    )
+
+
 # RFC 6750's b64token (hex and base64url fit): it travels as "authorization: Bearer <token>".
 _TOKEN = re.compile(r"^[A-Za-z0-9._~+/-]+=*$")
 _IDENTITY = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -211,6 +225,7 @@ class WorkerConfig(_Section):
     loudness: LoudnessConfig = LoudnessConfig()
     registry: RegistryConfig = RegistryConfig()
     limits: LimitsConfig = LimitsConfig()
+    metrics: MetricsConfig = MetricsConfig()
     auth: AuthConfig = AuthConfig()
     tls: TLSConfig = TLSConfig()
     log_level: str = "INFO"

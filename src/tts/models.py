@@ -24,6 +24,7 @@ from voicefleet.tts.errors import (
     SynthesisFailed,
     WorkerError,
 )
+from voicefleet.tts.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class ModelManager:
         pin_default: bool = True,
         adapter_factory: AdapterFactory = create_adapter,
         clock: Callable[[], float] = time.monotonic,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.catalog = dict(catalog)
         self.default_model_id = default_model_id
@@ -76,6 +78,7 @@ class ModelManager:
         self._executor = executor
         self._factory = adapter_factory
         self._clock = clock
+        self._metrics = metrics or WorkerMetrics()
         self._resident: dict[str, ResidentModel] = {}
         self._loading: dict[str, asyncio.Future[ResidentModel]] = {}
         self._last_load_ms: dict[str, float] = {}
@@ -147,6 +150,8 @@ class ModelManager:
             raise SynthesisFailed(f"loading model {spec.id!r} failed: {error}") from error
         load_ms = (time.perf_counter() - started) * 1000
         self.load_counts[spec.id] += 1
+        self._metrics.model_loads.labels(model=spec.id).inc()
+        self._metrics.model_load_seconds.labels(model=spec.id).observe(load_ms / 1000)
         self._last_load_ms[spec.id] = load_ms
         log.info("model %s loaded and warmed up in %.0f ms", spec.id, load_ms)
         return ResidentModel(spec, adapter, load_ms, last_used=self._clock())
@@ -179,7 +184,7 @@ class ModelManager:
             return False
         if model.refcount > 0:
             raise ModelInUse(f"model {spec.id!r} is used by {model.refcount} session(s)")
-        self._evict(spec.id, "unload requested")
+        self._evict(spec.id, "unload", "unload requested")
         return True
 
     async def reload(self, model_id: str) -> ResidentModel:
@@ -203,7 +208,7 @@ class ModelManager:
             and now - model.last_used >= self.ttl_s
         ]
         for model_id in expired:
-            self._evict(model_id, f"idle for {self.ttl_s:g} s")
+            self._evict(model_id, "ttl", f"idle for {self.ttl_s:g} s")
         return expired
 
     def _enforce_cap(self, keep: str) -> None:
@@ -219,12 +224,20 @@ class ModelManager:
                 )
                 return
             self._evict(
-                min(idle)[1], f"least recently used beyond resident_cap={self.resident_cap}"
+                min(idle)[1],
+                "cap",
+                f"least recently used beyond resident_cap={self.resident_cap}",
             )
 
-    def _evict(self, model_id: str, reason: str) -> None:
+    def _evict(self, model_id: str, kind: str, reason: str) -> None:
+        """Drop a model; `kind` (ttl, cap, unload) is the metric's label, `reason` the log's."""
         model = self._resident.pop(model_id)
+        started = time.perf_counter()
         model.adapter.unload()
+        self._metrics.model_evictions.labels(model=model_id, reason=kind).inc()
+        self._metrics.model_unload_seconds.labels(model=model_id).observe(
+            time.perf_counter() - started
+        )
         log.info("model %s evicted: %s", model_id, reason)
 
     def status(self) -> list[ModelStatus]:

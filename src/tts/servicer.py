@@ -40,11 +40,15 @@ OUTPUT_FORMAT = tts_pb2.AudioFormat(
 )
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: Exception, rpc: str) -> None:
+async def _abort(
+    context: grpc.aio.ServicerContext[Any, Any], error: Exception, rpc: str, stats: WorkerStats
+) -> None:
     if isinstance(error, WorkerError):
         log.info("%s: %s: %s", rpc, error.status.name, error)
+        stats.metrics.error(rpc, error.status)
         await context.abort(error.status, str(error))
     log.exception("%s failed", rpc)
+    stats.metrics.error(rpc, grpc.StatusCode.INTERNAL)
     await context.abort(
         grpc.StatusCode.INTERNAL, f"{rpc} failed: internal error ({type(error).__name__})"
     )
@@ -85,7 +89,7 @@ def unary_boundary(
         try:
             return await method(self, request, context)
         except Exception as error:
-            await _abort(context, error, method.__name__)
+            await _abort(context, error, method.__name__, self.stats)
             raise  # unreachable: abort raises
 
     return wrapper
@@ -155,6 +159,7 @@ class TTSServicer(tts_pb2_grpc.TTSServicer):
         except BaseException:
             self.models.release(spec.id)
             raise
+        self.stats.metrics.sessions.inc()
         log.info("session %s of %s started on model %s", request.session_id, owner, spec.id)
         return tts_pb2.StartSessionResponse(
             session_id=request.session_id,
@@ -209,7 +214,7 @@ class TTSServicer(tts_pb2_grpc.TTSServicer):
                 session, self.models.adapter, self._executor, self._settings, self.stats
             )
             if session.paused:
-                stream.control.pause()
+                stream.control.hold()
             session.stream = stream
             session.touch()
             async for frame in stream.run(first, request_iterator):
@@ -217,7 +222,7 @@ class TTSServicer(tts_pb2_grpc.TTSServicer):
         except Exception as error:
             if isinstance(error, WorkerError) and error.status in _REQUEST_FAULTS:
                 await _drain(request_iterator)
-            await _abort(context, error, "Synthesize")
+            await _abort(context, error, "Synthesize", self.stats)
         finally:
             if stream is not None and stream.session.stream is stream:
                 stream.session.stream = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -28,17 +29,30 @@ def validate_session_id(session_id: str) -> str:
 
 
 class StreamControl:
-    """PAUSE/RESUME/STOP flags of one stream and the event its sender waits on."""
+    """PAUSE/RESUME/STOP flags of one stream and the event its sender waits on.
 
-    def __init__(self) -> None:
+    It also times how long a PAUSE or STOP waits to be obeyed: from the command to the sender's
+    next check (`checkpoint`), which comes before every frame. A command that finds the sender
+    waiting for audio (`idle`) is obeyed as it arrives.
+    """
+
+    def __init__(self, obeyed: Callable[[str, float], None] | None = None) -> None:
         self.paused = False
         self.stopped = False
+        self.idle = False
         self.changed = asyncio.Event()
+        self._obeyed = obeyed
+        self._pending: tuple[str, float] | None = None
 
     def pause(self) -> None:
         """Hold every further frame."""
         self.paused = True
+        self._requested("pause")
         self.changed.set()
+
+    def hold(self) -> None:
+        """Start held: a PAUSE that came before the stream (nothing to time)."""
+        self.paused = True
 
     def resume(self) -> None:
         """Release held frames."""
@@ -48,7 +62,23 @@ class StreamControl:
     def stop(self) -> None:
         """End the stream."""
         self.stopped = True
+        self._requested("stop")
         self.changed.set()
+
+    def checkpoint(self) -> None:
+        """The sender looks at the flags before deciding on a frame: what it was told is obeyed."""
+        if self._pending is not None and self._obeyed is not None:
+            command, at = self._pending
+            self._obeyed(command, time.perf_counter() - at)
+        self._pending = None
+
+    def _requested(self, command: str) -> None:
+        if self.idle:
+            self._pending = None
+            if self._obeyed is not None:
+                self._obeyed(command, 0.0)
+        elif self._pending is None:
+            self._pending = (command, time.perf_counter())
 
 
 @dataclass

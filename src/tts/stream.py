@@ -70,7 +70,7 @@ class SynthesisStream:
         stats: WorkerStats,
     ) -> None:
         self.session = session
-        self.control = StreamControl()
+        self.control = StreamControl(stats.record_control)
         self.frames_sent = 0
         self._adapter_for = adapter_for
         self._executor = executor
@@ -108,7 +108,7 @@ class SynthesisStream:
         self, first: tts_pb2.TextChunk, rest: AsyncIterator[tts_pb2.TextChunk]
     ) -> AsyncIterator[tts_pb2.AudioFrame]:
         """The response stream of Synthesize."""
-        self._stats.active_streams += 1
+        self._stats.stream_started()
         self._tasks = [
             asyncio.create_task(self._read_text(first, rest)),
             asyncio.create_task(self._render()),
@@ -125,7 +125,7 @@ class SynthesisStream:
                     await task
             # Segments never rendered leave the worker's queue with the stream.
             self._stats.queue_depth -= self._waiting
-            self._stats.active_streams -= 1
+            self._stats.stream_ended()
 
     def _fail(self, error: WorkerError) -> None:
         if self._error is None:
@@ -274,7 +274,7 @@ class SynthesisStream:
     async def _send(self) -> AsyncIterator[tts_pb2.AudioFrame]:
         clock = PacingClock(self._settings.max_lead_ms / 1000)
         while True:
-            item = await self._frames.get()
+            item = await self._next_frame()
             if not await self._sendable(clock):
                 return
             if isinstance(item, _Wake):
@@ -300,15 +300,27 @@ class SynthesisStream:
                     )
             self.frames_sent += 1
             self.session.frames_sent += 1
-            self._stats.frames_sent += 1
+            self._stats.frame_sent()
             clock.sent()
             if item.final:
                 return
+
+    async def _next_frame(self) -> _Frame | _Wake:
+        """The next queued frame; while none is queued the sender is idle (a PAUSE or STOP then
+        holds nothing back)."""
+        if not self._frames.empty():
+            return self._frames.get_nowait()
+        self.control.idle = True
+        try:
+            return await self._frames.get()
+        finally:
+            self.control.idle = False
 
     async def _sendable(self, clock: PacingClock) -> bool:
         """Wait out PAUSE and pacing; False once stopped. Raises the stream's error."""
         control = self.control
         while True:
+            control.checkpoint()
             control.changed.clear()
             if self._error is not None:
                 raise self._error

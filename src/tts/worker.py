@@ -22,6 +22,7 @@ from voicefleet.settings import ConfigError
 from voicefleet.tts.auth import AuthInterceptor, load_credentials
 from voicefleet.tts.config import TLSConfig, WorkerConfig
 from voicefleet.tts.errors import Draining
+from voicefleet.tts.metrics import MetricsServer, WorkerMetrics
 from voicefleet.tts.models import ModelManager
 from voicefleet.tts.registration import Registrar
 from voicefleet.tts.servicer import TTSServicer
@@ -70,7 +71,8 @@ class Worker:
         self.config = config
         self.started_at = time.time()
         self.port = 0
-        self.stats = WorkerStats()
+        self.metrics = WorkerMetrics()
+        self.stats = WorkerStats(metrics=self.metrics)
         self.executor = ThreadPoolExecutor(config.synthesis_threads, thread_name_prefix="synth")
         self.models = ModelManager(
             {spec.id: spec for spec in config.models},
@@ -79,6 +81,7 @@ class Worker:
             ttl_s=config.model_manager.ttl_s,
             resident_cap=config.model_manager.resident_cap,
             pin_default=config.model_manager.pin_default,
+            metrics=self.metrics,
         )
         self.credentials = load_credentials(config.auth)
         self.sessions = SessionTable(
@@ -101,7 +104,22 @@ class Worker:
             self.credentials,
         )
         self.health = health_aio.HealthServicer()
-        interceptors = [AuthInterceptor(self.credentials)] if self.credentials.enabled else []
+        self.metrics.read_live(
+            sessions=lambda: len(self.sessions),
+            sessions_limit=config.limits.max_sessions,
+            resident=lambda: len(self.models.resident_ids),
+            draining=lambda: float(self.servicer.draining),
+        )
+        self.metrics_server: MetricsServer | None = None
+        if config.metrics.port is not None:
+            self.metrics_server = MetricsServer(
+                self.metrics, config.metrics.host, config.metrics.port
+            )
+        interceptors = (
+            [AuthInterceptor(self.credentials, refused=self._refused)]
+            if self.credentials.enabled
+            else []
+        )
         self.server = grpc.aio.server(interceptors=interceptors)
         self.registrar: Registrar | None = None
         # Set by a drain request from the registry; serve() then drains as on SIGTERM.
@@ -126,8 +144,12 @@ class Worker:
                 rtf=self.stats.rtf,
                 first_audio_ms_p50=self.stats.first_audio_ms_p50,
             ),
+            metrics_port=self.metrics_server.port if self.metrics_server else None,
             started_at=self.started_at,
         )
+
+    def _refused(self, rpc: str) -> None:
+        self.metrics.error(rpc, grpc.StatusCode.UNAUTHENTICATED)
 
     async def start(self) -> None:
         """Bind, preload the default model, then report SERVING and register."""
@@ -149,6 +171,8 @@ class Worker:
         if self.port == 0:
             raise OSError(f"cannot bind {target}")
         self._log_exposure()
+        if self.metrics_server is not None:
+            self.metrics_server.start()
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
         log.info(
@@ -252,6 +276,8 @@ class Worker:
             self.servicer.end_session(session)
         await self.server.stop(0 if force.is_set() else STOP_GRACE_S)
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
         log.info("worker %s stopped", self.config.name)
 
     async def _wait_for_streams(self, force: asyncio.Event) -> None:

@@ -22,33 +22,35 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from pydantic import BaseModel
 
+from tests.deploy import container
+from tests.deploy.container import (
+    LOADERS,
+    REPO,
+    Launched,
+    as_configured,
+    check_overrides,
+    entrypoint,
+    in_repo,
+    read_by_the_code,
+    repo_path,
+)
 from tests.worker_process import WorkerProcess, free_port
 from voicefleet.cli import build_parser
-from voicefleet.orchestrator.config import OrchestratorConfig, load_orchestrator_config
-from voicefleet.tts.config import WorkerConfig, load_worker_config
+from voicefleet.orchestrator.config import OrchestratorConfig
+from voicefleet.tts.config import WorkerConfig
 
-REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
 CADDYFILE = REPO / "Caddyfile"
-DOCKERFILE = REPO / "docker" / "Dockerfile"
-ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
 SERVICES: dict[str, dict[str, Any]] = yaml.safe_load(COMPOSE.read_text())["services"]
 WORKERS = ("tts-piper", "tts-hibari", "tts-mock")
-LOADERS: dict[str, Callable[[Path], BaseModel]] = {
-    "worker": load_worker_config,
-    "orchestrator": load_orchestrator_config,
-}
-ENV_PREFIXES = {"worker": "VOICEFLEET_WORKER__", "orchestrator": "VOICEFLEET_ORCHESTRATOR__"}
 _COMPOSE_VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?::?-([^}]*))?\}")
 
 
@@ -80,86 +82,9 @@ def subcommand(name: str) -> str:
     return command(SERVICES[name])[1]
 
 
-def image_files() -> Iterator[tuple[str, Path]]:
-    """(path in the image, path in the repository) for each COPY from the build context."""
-    for line in DOCKERFILE.read_text().splitlines():
-        words = line.split()
-        if not words or words[0].upper() != "COPY" or any(w.startswith("--from") for w in words):
-            continue
-        *sources, dest = [word for word in words[1:] if not word.startswith("--")]
-        for source in sources:
-            target = dest + Path(source).name if dest.endswith("/") else dest
-            yield target.rstrip("/"), REPO / source
-
-
-def repo_path(image_path: str) -> Path:
-    """The repository file the image holds at image_path."""
-    for target, source in image_files():
-        if image_path == target or image_path.startswith(target + "/"):
-            return source / image_path[len(target) :].lstrip("/")
-    pytest.fail(f"{image_path} is not copied into the image by docker/Dockerfile")
-
-
-def in_repo(argv: list[str]) -> list[str]:
-    """argv with the image's /app/... paths replaced by the repository files they come from."""
-    return [re.sub(r"/app/\S+", lambda m: str(repo_path(m[0])), word) for word in argv]
-
-
-def entrypoint(tmp: Path, argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run docker/entrypoint.sh with a stand-in `voicefleet` that prints its argv and env."""
-    bin_dir = tmp / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    stand_in = bin_dir / "voicefleet"
-    report = "import json, os, sys; json.dump([sys.argv[1:], dict(os.environ)], sys.stdout)"
-    stand_in.write_text(f"#!/bin/sh\nexec python -c '{report}' \"$@\"\n")
-    stand_in.chmod(0o755)
-    path = os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), "/usr/bin", "/bin"])
-    return subprocess.run(
-        ["sh", str(ENTRYPOINT), *argv],
-        env={"PATH": path, **env},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
-@dataclass
-class Launched:
-    """What one compose service's process runs with."""
-
-    argv: list[str]
-    env: dict[str, str]
-    config: Any
-
-
 def launch(name: str, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Launched:
-    """The entrypoint, then the real CLI and config loader; serve() only records the config."""
-    ran = entrypoint(tmp, command(SERVICES[name]), environment(SERVICES[name]))
-    assert ran.returncode == 0, ran.stderr
-    args_after, env = json.loads(ran.stdout)
-    for var, value in env.items():
-        if var == "REDIS_URL" or var.startswith(("VOICEFLEET_", "LIVEKIT_")):
-            monkeypatch.setenv(var, value)
-    configs: list[Any] = []
-
-    async def serve(config: Any, *_: Any) -> None:
-        configs.append(config)
-
-    monkeypatch.setattr("voicefleet.tts.worker.serve", serve)
-    monkeypatch.setattr("voicefleet.orchestrator.app.serve", serve)
-    args = build_parser().parse_args(in_repo(args_after))
-    assert args.run(args) == 0
-    return Launched(["voicefleet", *args_after], env, configs[0])
-
-
-def field(config: BaseModel, path: list[str]) -> Any:
-    """The value at a dotted config path (as env overrides spell it)."""
-    value: Any = config
-    for key in path:
-        assert key in type(value).model_fields, f"{type(value).__name__} has no field {key!r}"
-        value = getattr(value, key)
-    return value
+    """A compose service's process: its entrypoint, CLI and config loader, run here."""
+    return container.launch(tmp, command(SERVICES[name]), environment(SERVICES[name]), monkeypatch)
 
 
 def compose_service(address: str) -> tuple[str, int | None]:
@@ -167,15 +92,6 @@ def compose_service(address: str) -> tuple[str, int | None]:
     parts = urlsplit(address if "//" in address else f"//{address}")
     assert parts.hostname in SERVICES, f"{address}: {parts.hostname} is not a compose service"
     return parts.hostname, parts.port
-
-
-def as_configured(kind: str, path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The config file alone, without the service's environment overrides."""
-    with monkeypatch.context() as scoped:
-        for var in list(os.environ):
-            if var == "REDIS_URL" or var.startswith(("VOICEFLEET_", "LIVEKIT_")):
-                scoped.delenv(var)
-        return LOADERS[kind](path)
 
 
 def caddy_default(variable: str) -> str:
@@ -188,7 +104,7 @@ def caddy_default(variable: str) -> str:
 @pytest.fixture(autouse=True)
 def _no_outside_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in list(os.environ):
-        if var == "REDIS_URL" or var.startswith(("VOICEFLEET_", "LIVEKIT_")):
+        if read_by_the_code(var):
             monkeypatch.delenv(var)
 
 
@@ -244,15 +160,7 @@ def test_environment_overrides_land_on_config_fields(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     launched = launch(name, tmp_path, monkeypatch)
-    prefix = ENV_PREFIXES[subcommand(name)]
-    overrides = {var: value for var, value in launched.env.items() if var.startswith(prefix)}
-    strays = [v for v in launched.env if v.startswith("VOICEFLEET_") and v not in overrides]
-    assert not strays, f"{name}: {strays} are read by no loader (prefix {prefix})"
-    for var, raw in overrides.items():
-        path = var.removeprefix(prefix).lower().split("__")
-        assert field(launched.config, path) == yaml.safe_load(raw), f"{name}: {var}={raw}"
-    registry = "registry" if subcommand(name) == "worker" else "router"
-    assert field(launched.config, [registry, "redis_url"]) == launched.env["REDIS_URL"]
+    check_overrides(name, launched)
     assert compose_service(launched.env["REDIS_URL"]) == ("redis", 6379)
 
 

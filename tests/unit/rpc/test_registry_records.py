@@ -19,6 +19,7 @@ from voicefleet.rpc.registry import (
     WorkerCapabilities,
     WorkerLoad,
     WorkerRecord,
+    parse_record,
     read_fleet,
     read_fleet_report,
     write_record,
@@ -164,3 +165,10 @@ async def test_unreadable_values_and_names_are_skipped_not_raised(
         "\\xffbad-name": SkipReason.INVALID,
     }
     assert b"expired" not in await redis.smembers(keys.index)
+
+
+def test_metrics_port_is_optional_so_older_records_still_parse() -> None:
+    data = good_dict("w-old")
+    assert data.pop("metrics_port") is None
+    assert parse_record("w-old", json.dumps(data)).metrics_port is None
+    assert parse_record("w-old", json.dumps({**data, "metrics_port": 9464})).metrics_port == 9464
