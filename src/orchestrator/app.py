@@ -16,6 +16,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from voicefleet import tracing
 from voicefleet.asr.service import ASRService
 from voicefleet.fleet import FleetView, NoWorkerAvailable, Router
 from voicefleet.fleet.pool import WorkerPool
@@ -217,6 +218,7 @@ async def stop(orchestrator: Orchestrator, runner: web.AppRunner) -> None:
 
 async def serve(config: OrchestratorConfig, stop_event: asyncio.Event | None = None) -> None:
     """Run until SIGINT/SIGTERM (or stop_event)."""
+    tracing.configure(config.tracing, "orchestrator")
     orchestrator = build(config)
     runner = await start(orchestrator)
     stop_event = stop_event or asyncio.Event()
@@ -237,6 +239,7 @@ async def serve(config: OrchestratorConfig, stop_event: asyncio.Event | None = N
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await livekit_worker
     await stop(orchestrator, runner)
+    tracing.shutdown()
 
 
 def _livekit_ended(task: asyncio.Task[None], stop_event: asyncio.Event) -> None:

@@ -29,6 +29,7 @@ from voicefleet.orchestrator.transports.openai.config import OpenAIApiConfig
 from voicefleet.orchestrator.turn_state import TurnRules
 from voicefleet.orchestrator.vad import VadConfig
 from voicefleet.settings import load_config
+from voicefleet.tracing import TracingConfig
 
 ENV_PREFIX = "VOICEFLEET_ORCHESTRATOR"
 # Read verbatim: the generic override parses values as YAML, which would turn a token such as
@@ -211,6 +212,7 @@ class OrchestratorConfig(_Section):
     router: RouterConfig = RouterConfig()
     transport: TransportConfig = TransportConfig()
     openai_api: OpenAIApiConfig = OpenAIApiConfig()
+    tracing: TracingConfig = TracingConfig()
     log_level: str = "INFO"
 
 

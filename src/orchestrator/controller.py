@@ -273,6 +273,7 @@ class TurnController:
             self.post,
             lead_s=self.config.playback_lead_ms / 1000,
             committed=action.committed,
+            speech_end_at=action.speech_end_at,
         )
         if action.committed:
             reply.commit(action.turn, action.speech_end_at)

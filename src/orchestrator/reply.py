@@ -19,6 +19,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+from opentelemetry import trace
+
+from voicefleet import tracing
 from voicefleet.audio.pacing import PacingClock
 from voicefleet.fleet.speaker import ReplyStream, Speaker
 from voicefleet.orchestrator.protocol import AgentText, AudioEnd, AudioStart, ServerMessage
@@ -54,6 +57,7 @@ class Reply:
         *,
         lead_s: float,
         committed: bool,
+        speech_end_at: float | None = None,
     ) -> None:
         self.id = reply_id
         self.turn = turn
@@ -71,7 +75,16 @@ class Reply:
         self._held_since_frame = False
         if committed:
             self._committed.set()
-        self.stream: ReplyStream = speaker.stream(self._narrated(), f"turn {turn}")
+        self._created_at = time.perf_counter()
+        # The turn's trace: from the end of the person's speech to the reply's last frame. The
+        # reply's worker calls run in tasks made here, so they carry it to the worker.
+        self.span = tracing.tracer().start_span(
+            "voicefleet.turn",
+            start_time=tracing.epoch_ns(speech_end_at) if speech_end_at is not None else None,
+            attributes={"voicefleet.turn": turn, "voicefleet.session": speaker.session_id},
+        )
+        with tracing.current(self.span):
+            self.stream: ReplyStream = speaker.stream(self._narrated(), f"turn {turn}")
         self._sender = asyncio.create_task(self._send())
 
     @property
@@ -108,6 +121,7 @@ class Reply:
         self.cancelled = True
         self.stream.stop()
         self._sender.cancel()
+        self._end_span("cancelled")
 
     async def wait(self) -> None:
         """Until the reply's tasks have ended (the worker told to stop, if cancelled)."""
@@ -202,4 +216,32 @@ class Reply:
             await self._sink.send_event(
                 AudioEnd(self.turn, self.timings.frames_sent, stream.spoken)
             )
+        self._end_span("completed" if completed else "ended")
         self._report(ReplyEnded(self.id, completed))
+
+    def _end_span(self, outcome: str) -> None:
+        """Close the turn's span, with its phases as child spans (their marks are known now)."""
+        span, t = self.span, self.timings
+        if not span.is_recording():
+            return
+        span.set_attribute("voicefleet.outcome", outcome)
+        span.set_attribute("voicefleet.turn", self.turn)
+        span.set_attribute("voicefleet.frames", t.frames_sent)
+        if self.stream.worker_name:
+            span.set_attribute("voicefleet.worker", self.stream.worker_name)
+        parent = trace.set_span_in_context(span)
+        now = time.perf_counter()
+        phases = (
+            ("voicefleet.responder", self._created_at, t.text_ready),
+            ("voicefleet.tts_first_frame", t.text_ready, t.first_frame),
+            ("voicefleet.playout", t.first_sent, now if t.first_sent is not None else None),
+        )
+        for name, begin, end in phases:
+            if begin is not None and end is not None:
+                phase = tracing.tracer().start_span(
+                    name, context=parent, start_time=tracing.epoch_ns(begin)
+                )
+                phase.end(end_time=tracing.epoch_ns(end))
+        for code, message in t.errors:
+            span.add_event("error", {"code": code, "message": message})
+        span.end()

@@ -8,6 +8,7 @@ from typing import TypeAlias
 
 import grpc
 
+from voicefleet import tracing
 from voicefleet.rpc.channel import Metadata, WorkerChannelConfig
 from voicefleet.rpc.generated import tts_pb2, tts_pb2_grpc
 
@@ -106,7 +107,7 @@ class TTSClient:
         return await self.stub.StartSession(
             request,
             timeout=timeout or self.timeouts.start_session_s,
-            metadata=self.metadata,
+            metadata=tracing.inject(self.metadata),
         )
 
     async def end_session(
@@ -132,7 +133,9 @@ class TTSClient:
         """Stream texts in; iterate the returned call for frames. No deadline unless `timeout`
         is given (a reply lasts as long as its audio): watch the frames for stalls instead."""
         return self.stub.Synthesize(
-            text_chunks(session_id, texts), timeout=timeout, metadata=self.metadata
+            text_chunks(session_id, texts),
+            timeout=timeout,
+            metadata=tracing.inject(self.metadata),  # the caller's span, when one is recording
         )
 
     async def control(

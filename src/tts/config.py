@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from voicefleet.rpc.redis_conn import RedisAccess, check_url
 from voicefleet.rpc.registry import DEFAULT_PREFIX
 from voicefleet.settings import load_config
+from voicefleet.tracing import TracingConfig
 from voicefleet.tts.adapters.base import ModelSpec
 from voicefleet.tts.segmenter import FirstSegment
 
@@ -226,6 +227,7 @@ class WorkerConfig(_Section):
     registry: RegistryConfig = RegistryConfig()
     limits: LimitsConfig = LimitsConfig()
     metrics: MetricsConfig = MetricsConfig()
+    tracing: TracingConfig = TracingConfig()
     auth: AuthConfig = AuthConfig()
     tls: TLSConfig = TLSConfig()
     log_level: str = "INFO"

@@ -15,7 +15,9 @@ from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 import grpc
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from voicefleet import tracing
 from voicefleet.audio.format import FRAME_MS, FRAME_SAMPLES, OUTPUT_SAMPLE_RATE
 from voicefleet.rpc.generated import tts_pb2, tts_pb2_grpc
 from voicefleet.rpc.registry import WorkerCapabilities, speaks
@@ -75,6 +77,11 @@ async def _drain(requests: AsyncIterator[tts_pb2.TextChunk]) -> None:
             while (chunk := await anext(requests, None)) is not None:
                 if chunk.end_of_input:
                     return
+
+
+def _failed(span: Span, error: BaseException) -> None:
+    status = error.status.name if isinstance(error, WorkerError) else type(error).__name__
+    span.set_status(Status(StatusCode.ERROR, f"{status}: {error}"))
 
 
 def unary_boundary(
@@ -139,6 +146,20 @@ class TTSServicer(tts_pb2_grpc.TTSServicer):
         self, request: tts_pb2.StartSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> tts_pb2.StartSessionResponse:
         """Acquire the model and open the session, owned by the caller."""
+        span = self._span("voicefleet.worker.start_session", context, request.session_id)
+        try:
+            response = await self._start_session(request, context)
+        except BaseException as error:
+            _failed(span, error)
+            raise
+        finally:
+            span.end()
+        span.set_attribute("voicefleet.model", response.model_id)
+        return response
+
+    async def _start_session(
+        self, request: tts_pb2.StartSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> tts_pb2.StartSessionResponse:
         owner = self.credentials.caller(context)
         self._refuse_if_draining("sessions")
         self.sessions.reserve(owner, request.session_id)
@@ -186,6 +207,18 @@ class TTSServicer(tts_pb2_grpc.TTSServicer):
         self.models.release(session.model_id)
         log.info("session %s ended after %d frames", session.id, session.frames_sent)
 
+    def _span(
+        self, name: str, context: grpc.aio.ServicerContext[Any, Any], session: str = ""
+    ) -> Span:
+        """A span under the caller's (the orchestrator's turn, from gRPC metadata)."""
+        span = tracing.tracer().start_span(
+            name, context=tracing.extract(context.invocation_metadata()), kind=SpanKind.SERVER
+        )
+        span.set_attribute("voicefleet.worker", self.worker_name)
+        if session:
+            span.set_attribute("voicefleet.session", session)
+        return span
+
     def _refuse_if_draining(self, what: str) -> None:
         if self.draining:
             raise Draining(
@@ -202,10 +235,12 @@ class TTSServicer(tts_pb2_grpc.TTSServicer):
     ) -> AsyncIterator[tts_pb2.AudioFrame]:
         """Text chunks in, paced frames out."""
         stream: SynthesisStream | None = None
+        span = self._span("voicefleet.worker.synthesize", context)
         try:
             first = await anext(request_iterator, None)
             if first is None:
                 raise InvalidRequest("Synthesize needs at least one TextChunk")
+            span.set_attribute("voicefleet.session", first.session_id)
             session = self.sessions.get(self.credentials.caller(context), first.session_id)
             if session.stream is not None:
                 raise SessionBusy(f"session {session.id!r} is already synthesizing; STOP it first")
@@ -217,13 +252,20 @@ class TTSServicer(tts_pb2_grpc.TTSServicer):
                 stream.control.hold()
             session.stream = stream
             session.touch()
+            span.set_attribute("voicefleet.model", session.model_id)
             async for frame in stream.run(first, request_iterator):
+                if frame.sequence == 0 or frame.final:
+                    span.add_event("final_frame" if frame.final else "first_frame")
                 yield frame
         except Exception as error:
+            _failed(span, error)
             if isinstance(error, WorkerError) and error.status in _REQUEST_FAULTS:
                 await _drain(request_iterator)
             await _abort(context, error, "Synthesize", self.stats)
         finally:
+            if stream is not None:
+                span.set_attribute("voicefleet.frames", stream.frames_sent)
+            span.end()
             if stream is not None and stream.session.stream is stream:
                 stream.session.stream = None
                 stream.session.touch()

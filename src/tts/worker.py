@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from voicefleet import tracing
 from voicefleet.rpc.generated import tts_pb2, tts_pb2_grpc
 from voicefleet.rpc.registry import RegistryKeys, WorkerLoad, WorkerRecord
 from voicefleet.settings import ConfigError
@@ -308,7 +309,13 @@ async def serve(config: WorkerConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
-    await worker.start()
-    await stop.wait()
-    log.info("worker %s: draining (up to %g s for running streams)", config.name, config.drain_s)
-    await worker.drain(force)
+    tracing.configure(config.tracing, "worker", {"voicefleet.worker": config.name})
+    try:
+        await worker.start()
+        await stop.wait()
+        log.info(
+            "worker %s: draining (up to %g s for running streams)", config.name, config.drain_s
+        )
+        await worker.drain(force)
+    finally:
+        tracing.shutdown()

@@ -21,9 +21,24 @@ from aiohttp import web
 from tests.worker_process import free_port
 
 CADDYFILE = Path(__file__).resolve().parents[2] / "Caddyfile"
-TO_ORCHESTRATOR = ("/", "/static/app.js", "/token", "/healthz", "/readyz")
+TO_ORCHESTRATOR = (
+    "/",
+    "/static/app.js",
+    "/token",
+    "/healthz",
+    "/readyz",
+    "/v1/models",
+    "/v1/audio/speech",
+)
 TO_LIVEKIT = ("/rtc", "/rtc/validate", "/rtc/v1")
-TO_NOWHERE = ("/metrics", "/debug/rooms", "/twirp/livekit.RoomService/ListRooms", "/wsx", "/x")
+TO_NOWHERE = (
+    "/metrics",
+    "/debug/rooms",
+    "/twirp/livekit.RoomService/ListRooms",
+    "/wsx",
+    "/x",
+    "/v1x",
+)
 
 
 @pytest.fixture(scope="module")

@@ -527,7 +527,13 @@ def test_the_ingress_serves_the_orchestrators_public_routes_over_tls(
             backend = path["backend"]["service"]
             service = named("production", "Service", backend["name"])
             assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
-            assert path["path"] in routes, f"{path['path']} is no orchestrator route"
-            served.add(path["path"])
+            prefix = path["pathType"] == "Prefix"
+            covers = {
+                r
+                for r in routes
+                if r == path["path"] or (prefix and r.startswith(path["path"] + "/"))
+            }
+            assert covers, f"{path['path']} is no orchestrator route"
+            served |= covers
     assert "/metrics" not in served
     assert served == routes - {"/metrics"}
