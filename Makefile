@@ -34,8 +34,8 @@ test: install
 	$(BIN)/python -m pytest
 
 lint: $(PLUGIN_STAMP)
-	$(BIN)/ruff check src tests bench plugins
-	$(BIN)/ruff format --check src tests bench plugins
+	$(BIN)/ruff check src tests bench plugins deploy
+	$(BIN)/ruff format --check src tests bench plugins deploy
 	$(BIN)/mypy --strict src
 	MYPYPATH=$(HIBARI) $(BIN)/mypy --strict -p voicefleet_hibari
 
