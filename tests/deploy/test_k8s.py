@@ -19,6 +19,7 @@ import io
 import itertools
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -420,14 +421,21 @@ def test_a_worker_has_time_to_drain_and_upgrades_surge_first(
     for name in worker_names(overlay):
         deployment = named(overlay, "Deployment", name)
         pod = deployment["spec"]["template"]["spec"]
-        hook = pod["containers"][0].get("lifecycle", {}).get("preStop")
-        # A preStop that signalled would make the kubelet's SIGTERM the second signal, which
-        # cuts the drain short; one that sleeps delays the drain and counts against the grace.
-        hook_s = 0.0
-        if hook is not None:
-            argv = hook["exec"]["command"]
-            assert argv[0] == "sleep" and len(argv) == 2, f"{name}: preStop {argv}"
-            hook_s = float(argv[1])
+        container = pod["containers"][0]
+        hook = container["lifecycle"]["preStop"]["exec"]["command"]
+        # The hook drains this very worker through the registry, with the real CLI: a shell
+        # expands the pod's worker name (Kubernetes does not expand $(VAR) in hooks).
+        assert hook[:2] == ["sh", "-c"] and len(hook) == 3, f"{name}: preStop {hook}"
+        argv = shlex.split(hook[2])
+        assert argv[0] == "exec" and argv[1:4] == ["voicefleet", "fleet", "drain"], argv
+        assert argv[4] == "$VOICEFLEET_WORKER__NAME", argv
+        env = {e["name"]: e for e in container["env"]}
+        assert env["VOICEFLEET_WORKER__NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+            "metadata.name"
+        )
+        drain_args = build_parser().parse_args(argv[2:])
+        assert drain_args.name == "$VOICEFLEET_WORKER__NAME" and not drain_args.no_wait
+        hook_s = float(drain_args.wait)
         drain_s = launch_pod(overlay, name, tmp_path / name, monkeypatch)[0].config.drain_s
         grace = pod["terminationGracePeriodSeconds"]
         assert grace >= hook_s + drain_s + STOP_GRACE_S + 5, f"{name}: SIGKILL after {grace} s"
