@@ -302,9 +302,18 @@ async def test_voicefleet_wyoming_runs_the_endpoint_alone(standalone: WyomingPro
         await client.write_event(Synthesize("Hello there.").event())
         pcm, _ = reply_audio(await read_until(client, "audio-stop"))
         assert len(pcm) > 0
-    standalone.proc.send_signal(signal.SIGTERM)
-    assert standalone.proc.wait(20) == 0, standalone.log()
-    assert "Wyoming endpoint shutting down" in standalone.log()
+    # Stopped mid-reply: the connection is closed and the process exits cleanly.
+    async with AsyncTcpClient("127.0.0.1", standalone.port, read_timeout=READ_S) as client:
+        await client.write_event(Synthesize(STREAMED).event())
+        await read_until(client, "audio-chunk")
+        standalone.proc.send_signal(signal.SIGTERM)
+        events = []
+        while (event := await client.read_event()) is not None:
+            events.append(event.type)
+        assert "audio-stop" not in events  # cut off, not played out (~8 s of audio)
+    assert await asyncio.to_thread(standalone.proc.wait, 20) == 0, standalone.log()
+    log = standalone.log()
+    assert "Wyoming endpoint shutting down" in log and "Traceback" not in log
 
 
 async def describe_when_up(process: WyomingProcess) -> Info:
