@@ -330,3 +330,20 @@ async def describe_when_up(process: WyomingProcess) -> Info:
             pass
         await asyncio.sleep(0.2)
     raise TimeoutError(f"`voicefleet wyoming` never answered describe:\n{process.log()}")
+
+
+async def test_empty_text_is_an_empty_audio_stream(endpoint: Endpoint) -> None:
+    async with endpoint.client() as client:
+        await client.write_event(Synthesize("  ").event())
+        assert [e.type for e in await read_until(client, "audio-stop")] == [
+            "audio-start",
+            "audio-stop",
+        ]
+        # A stream's reply starts before its text: with none, it is at most one silent frame.
+        await client.write_event(SynthesizeStart().event())
+        await client.write_event(SynthesizeChunk("").event())
+        await client.write_event(SynthesizeStop().event())
+        events = await read_until(client, "synthesize-stopped")
+        assert events[-2].type == "audio-stop"
+        pcm, rate = reply_audio(events[:-1])
+        assert len(pcm) <= rate // 50 * 2 and not any(pcm)

@@ -71,9 +71,12 @@ class Speech:
             raise WyomingError(
                 "text_too_long", f"{len(text)} characters; at most {self.config.max_text_chars}"
             )
+        if not text.strip():  # nothing to say: no worker session for it
+            await self._audio_out(_Reply(), b"")
+            await self.send(AudioStop().event())
+            return
         reply = _Reply()
-        if text.strip():
-            reply.queue.put_nowait(text)
+        reply.queue.put_nowait(text)
         reply.queue.put_nowait(None)
         await self._speak(reply, choice)
 
@@ -169,7 +172,7 @@ class Speech:
                 reply.audio_open = False
                 await self.send(AudioStop().event())
             raise WyomingError(error.code, error.message) from None
-        await self._audio_out(reply, converter.flush())  # an empty reply: a start, then a stop
+        await self._audio_out(reply, converter.flush())
         reply.audio_open = False
         await self.send(AudioStop().event())
 
