@@ -347,3 +347,25 @@ async def test_empty_text_is_an_empty_audio_stream(endpoint: Endpoint) -> None:
         assert events[-2].type == "audio-stop"
         pcm, rate = reply_audio(events[:-1])
         assert len(pcm) <= rate // 50 * 2 and not any(pcm)
+
+
+async def test_a_worker_killed_mid_reply_fails_over(
+    stack: Stack, recognizer: FasterWhisperRecognizer
+) -> None:
+    workers = [stack.worker(models=[JOE], default_model=JOE["id"]) for _ in range(2)]
+    port = free_port()
+    orchestrator = stack.orchestrator(
+        transport={"wyoming": {"enabled": True, "uri": f"tcp://127.0.0.1:{port}"}}
+    )
+    async with AsyncTcpClient("127.0.0.1", port, read_timeout=READ_S) as client:
+        await client.write_event(Synthesize(STREAMED, voice=SynthesizeVoice("joe")).event())
+        events = await read_until(client, "audio-chunk")
+        (serving,) = [w for w in workers if f"on {w.name}" in orchestrator.log()]
+        serving.kill()
+        events += await read_until(client, "audio-stop")
+    assert not any(Error.is_type(e.type) for e in events)
+    pcm, rate = reply_audio(events)
+    text = heard(recognizer, pcm, rate)
+    assert word_error_rate(STREAMED, text) <= 0.25, text
+    (other,) = [w for w in workers if w is not serving]
+    assert f"on {other.name}" in orchestrator.log()
