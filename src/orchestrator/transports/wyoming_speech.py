@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import cast
 
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.event import Event
@@ -151,17 +150,14 @@ class Speech:
         """Speak a reply: audio-start with its first frame, an audio-chunk per frame as it
         arrives, audio-stop; WyomingError (after audio-stop, when audio began) if it fails."""
         converter = PcmConverter(self.config.sample_rate)
-        speech = cast(
-            AsyncGenerator[bytes, None],
-            synthesize(
-                self.services.router,
-                self.services.pool,
-                reply.texts(),
-                voice=choice.voice,
-                language=choice.language,
-                label="wyoming",
-                settings=self.services.config.speaker_settings(),
-            ),
+        speech = synthesize(
+            self.services.router,
+            self.services.pool,
+            reply.texts(),
+            voice=choice.voice,
+            language=choice.language,
+            label="wyoming",
+            settings=self.services.config.speaker_settings(),
         )
         try:
             async with contextlib.aclosing(speech):

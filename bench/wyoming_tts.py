@@ -1,6 +1,6 @@
 """Time to first audio through Wyoming, as Home Assistant asks for speech: voicefleet's Wyoming
 endpoint (an orchestrator with transport.wyoming on, routing to a real Piper worker) vs
-wyoming-piper (a subprocess from the dev extra, on a free port), both on the bundled
+wyoming-piper (a subprocess from the peers' venv, bench/peer_servers.py, on a free port), both on the bundled
 en_US-joe-medium voice, in one run, the systems interleaved and their order rotating.
 
 One connection per text. A whole text is one `synthesize`; a streamed one (an LLM's tokens,
@@ -44,7 +44,7 @@ from wyoming.tts import (
 )
 
 from bench.output import print_result
-from bench.peer_servers import PeerServer, physical_cores
+from bench.peer_servers import PeerServer, ensure_venv, physical_cores
 from bench.peer_tts import (
     WARM_UP,
     TextCase,
@@ -185,7 +185,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     threads = physical_cores()  # onnxruntime's default: what wyoming-piper runs with
     with tempfile.TemporaryDirectory(prefix="bench-wyoming-") as name, running_stack() as stacked:
         stack, tmp = stacked[0], Path(name)
-        voice, argv = wyoming_piper_argv(Path(sys.executable), tmp / "piper-data")
+        # wyoming-piper from the peers' own venv (bench/peer_servers.py), as bench/peers.py runs it.
+        voice, argv = wyoming_piper_argv(ensure_venv() / "bin" / "python", tmp / "piper-data")
         peer = PeerServer("wyoming-piper", argv, tmp / "wyoming-piper.log")
         peer.launch()
         try:
