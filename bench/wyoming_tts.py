@@ -1,7 +1,7 @@
 """Time to first audio through Wyoming, as Home Assistant asks for speech: voicefleet's Wyoming
 endpoint (an orchestrator with transport.wyoming on, routing to a real Piper worker) vs
-wyoming-piper (a subprocess from the peers' venv, bench/peer_servers.py, on a free port), both on the bundled
-en_US-joe-medium voice, in one run, the systems interleaved and their order rotating.
+wyoming-piper (a subprocess from the peers' venv, bench/peer_servers.py, on a free port), both
+on the bundled en_US-joe-medium voice, in one run, the systems interleaved and their order rotating.
 
 One connection per text. A whole text is one `synthesize`; a streamed one (an LLM's tokens,
 bench/peer_tts.py's pacing) is synthesize-start, synthesize-chunk per token, synthesize (the
