@@ -45,8 +45,10 @@ async def test_session_errors(client: TTSClient) -> None:
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "session_id" in message
     code, _ = await status_of(client.start_session(""))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
-    code, message = await status_of(client.start_session("err-2", options={"speed": "2"}))
-    assert code == grpc.StatusCode.INVALID_ARGUMENT and "unknown option 'speed'" in message
+    code, message = await status_of(client.start_session("err-2", options={"pitch": "2"}))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "unknown option 'pitch'" in message
+    code, message = await status_of(client.start_session("err-2", options={"speed": "0.1"}))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "option 'speed' out of range" in message
     code, message = await status_of(client.start_session("err-3", language="fr-FR"))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "fr-FR" in message
     await client.start_session("err-4")

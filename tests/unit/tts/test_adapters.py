@@ -67,3 +67,22 @@ def test_piper_with_zero_noise_is_deterministic() -> None:
     assert adapter.sample_rate == 22_050
     assert runs[0].size == runs[1].size > 0.5 * 22_050
     assert np.allclose(runs[0], runs[1], atol=1e-4)
+
+
+def test_piper_speed_divides_the_length_scale_within_its_range() -> None:
+    """`speed` (the OpenAI API's) is Piper's length scale inverted, 0.25-4 like OpenAI's."""
+    adapter = PiperAdapter(ModelSpec(id="joe", adapter="piper"))
+    assert adapter.parse_options("", {"speed": "2"}).values == {"speed": 2.0}
+    for bad in ("0.1", "5", "0"):
+        with pytest.raises(InvalidRequest, match=r"option 'speed' out of range \(0.25-4\)"):
+            adapter.parse_options("", {"speed": bad})
+
+    class Voice:
+        class config:
+            length_scale = 1.2
+
+    scale = PiperAdapter._length_scale
+    assert scale(Voice, {"speed": 2.0}) == pytest.approx(0.6)  # type: ignore[arg-type]
+    assert scale(Voice, {"speed": 2.0, "length_scale": 1.0}) == pytest.approx(0.5)  # type: ignore[arg-type]
+    assert scale(Voice, {"length_scale": 1.1}) == 1.1  # type: ignore[arg-type]
+    assert scale(Voice, {}) is None  # type: ignore[arg-type]
