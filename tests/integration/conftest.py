@@ -105,10 +105,12 @@ def stack(tmp_path: Path, redis_url: str) -> Iterator[Stack]:
 def shared_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Stack]:
     """One worker + one orchestrator for a whole test module."""
     built = Stack(tmp_path_factory.mktemp("stack"), redis_url)
-    built.worker()
-    built.orchestrator()
-    yield built
-    built.stop()
+    try:  # a process that fails to start must not leave the others running
+        built.worker()
+        built.orchestrator()
+        yield built
+    finally:
+        built.stop()
 
 
 class Microphone:

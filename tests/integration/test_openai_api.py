@@ -35,17 +35,19 @@ PARAGRAPH = (
 @pytest.fixture(scope="module")
 def api_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Stack]:
     built = Stack(tmp_path_factory.mktemp("openai"), redis_url)
-    built.worker(models=[{**PIPER, "voices": {"joe": ""}}])
-    built.orchestrator(
-        http={"auth_token": TOKEN},
-        openai_api={
-            "max_input_chars": 2000,
-            "max_upload_bytes": 1_000_000,
-            "max_concurrent_speech": 1,
-        },
-    )
-    yield built
-    built.stop()
+    try:
+        built.worker(models=[{**PIPER, "voices": {"joe": ""}}])
+        built.orchestrator(
+            http={"auth_token": TOKEN},
+            openai_api={
+                "max_input_chars": 2000,
+                "max_upload_bytes": 1_000_000,
+                "max_concurrent_speech": 1,
+            },
+        )
+        yield built
+    finally:
+        built.stop()
 
 
 def client(stack: Stack, key: str = TOKEN) -> openai.OpenAI:

@@ -59,11 +59,13 @@ def coverage(reference: str, heard: str) -> float:
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> AsyncIterator[Stack]:
     built = Stack(tmp_path_factory.mktemp("pair"), redis_url)
-    built.worker()
-    built.worker()
-    built.orchestrator()
-    yield built  # type: ignore[misc]
-    built.stop()
+    try:
+        built.worker()
+        built.worker()
+        built.orchestrator()
+        yield built  # type: ignore[misc]
+    finally:
+        built.stop()
 
 
 async def test_two_sessions_at_once_are_routed_by_load(pair: Stack) -> None:

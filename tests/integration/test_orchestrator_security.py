@@ -42,10 +42,12 @@ HELLO = {"type": "hello", "sample_rate": 16000}
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Stack]:
     """One Piper worker and an orchestrator with a token and small limits."""
     built = Stack(tmp_path_factory.mktemp("security"), redis_url)
-    built.worker()
-    built.orchestrator(http=GUARDED)
-    yield built
-    built.stop()
+    try:
+        built.worker()
+        built.orchestrator(http=GUARDED)
+        yield built
+    finally:
+        built.stop()
 
 
 @pytest.fixture

@@ -93,10 +93,12 @@ async def llm() -> AsyncIterator[FakeLLM]:
 @pytest.fixture(scope="module")
 def one_worker(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Stack]:
     built = Stack(tmp_path_factory.mktemp("turns"), redis_url)
-    built.worker()
-    built.orchestrator()
-    yield built
-    built.stop()
+    try:
+        built.worker()
+        built.orchestrator()
+        yield built
+    finally:
+        built.stop()
 
 
 def llm_orchestrator(stack: Stack, llm: FakeLLM, policy: str = "semantic") -> Any:

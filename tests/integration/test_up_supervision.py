@@ -18,6 +18,8 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from wyoming.client import AsyncTcpClient
+from wyoming.info import Describe, Info
 
 from tests.integration.conftest import open_session
 from tests.worker_process import free_port
@@ -80,12 +82,14 @@ class Up:
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
         self.redis_port = free_port()
         self.worker_port = free_port()
+        self.wyoming_port = free_port()
         env = {
             k: v for k, v in os.environ.items() if k != "REDIS_URL" and not k.startswith("VOICE")
         }
         argv = [sys.executable, "-m", "voicefleet", "up", "--port", str(self.port)]
         argv += ["--redis-port", str(self.redis_port), "--worker-port", str(self.worker_port)]
         argv += ["--worker-config", "configs/worker-mock.yaml"]
+        argv += ["--wyoming-port", str(self.wyoming_port)]
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -131,6 +135,12 @@ def up(tmp_path: Path) -> Iterator[Up]:
 async def test_a_killed_worker_is_restarted_and_ctrl_c_stops_everything(up: Up) -> None:
     first_worker = up.child("voicefleet worker")
     valkey = up.child("valkey-server")
+    # up starts the Wyoming endpoint beside HTTP, on the port asked for.
+    async with AsyncTcpClient("127.0.0.1", up.wyoming_port) as wyoming:
+        await wyoming.write_event(Describe().event())
+        described = await wyoming.read_event()
+    assert described is not None and Info.is_type(described.type)
+    assert [m.name for m in Info.from_event(described).asr[0].models] == ["tiny.en"]
 
     os.kill(first_worker, signal.SIGKILL)
     assert up.status("/healthz") == 200
