@@ -19,6 +19,7 @@ from voicefleet.orchestrator.end_of_turn import Verdict
 from voicefleet.orchestrator.protocol import ErrorEvent, TranscriptEvent
 from voicefleet.orchestrator.session import State
 from voicefleet.orchestrator.speaking import SpeakingDecisions
+from voicefleet.orchestrator.tool_decisions import ToolDecisions
 from voicefleet.orchestrator.turn_events import (
     CancelReply,
     CancelTranscription,
@@ -30,11 +31,15 @@ from voicefleet.orchestrator.turn_events import (
     Measured,
     ReplyAudible,
     ReplyEnded,
+    ReplyText,
     ResetListening,
     Send,
     SetHangover,
     TextInput,
     Tick,
+    ToolAnswered,
+    ToolCalled,
+    ToolProblem,
     Transcribe,
     Transcribed,
     TurnAction,
@@ -48,7 +53,7 @@ from voicefleet.orchestrator.vad import SpeechEnded, SpeechPaused, SpeechResumed
 __all__ = ["TurnCore", "TurnRules"]
 
 
-class TurnCore(SpeakingDecisions):
+class TurnCore(SpeakingDecisions, ToolDecisions):
     """One session's conversation state and every decision about it."""
 
     def start(self) -> list[TurnAction]:
@@ -78,6 +83,15 @@ class TurnCore(SpeakingDecisions):
             self._close(event.reason)
         elif isinstance(event, Tick):
             self._limits(now)
+            self._tool_timers(now)
+        elif isinstance(event, ReplyText):
+            self._reply_text(event, now)
+        elif isinstance(event, ToolCalled):
+            self._tool_called(event, now)
+        elif isinstance(event, ToolAnswered):
+            self._tool_answered(event, now)
+        elif isinstance(event, ToolProblem):
+            self._tool_problem(event)
         return self._flush()
 
     # -- helpers -------------------------------------------------------------------------
@@ -213,10 +227,12 @@ class TurnCore(SpeakingDecisions):
         if held is not None:
             held.turn = self.turn
             self.reply = held
+            self._committed(held, now)
             self._do(CommitReply(held.id, self.turn, speech_end_at))
             self._decided("speculation_committed", self.turn)
         else:
             self.reply = self._start_reply(self.turn, text, "answer", speech_end_at)
+            self._committed(self.reply, now)
             self._decided("turn_committed", self.turn)
 
     def _text(self, event: TextInput, now: float) -> None:
@@ -233,6 +249,7 @@ class TurnCore(SpeakingDecisions):
         self.turn += 1
         self._move(State.WAITING_FOR_INPUT, "turn" if event.mode == "answer" else "text")
         self.reply = self._start_reply(self.turn, event.text, event.mode, now)
+        self._committed(self.reply, now)
 
     # -- barge-in ------------------------------------------------------------------------
 
