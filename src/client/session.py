@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import aiohttp
 
@@ -26,6 +26,7 @@ from voicefleet.orchestrator.protocol import (
     server_message_from_json,
     to_json,
 )
+from voicefleet.orchestrator.protocol_tools import ToolResponse
 
 EventHandler = Callable[[ServerMessage], None]
 ProblemHandler = Callable[[str], None]
@@ -142,6 +143,10 @@ class ClientSession:
     async def interrupt(self) -> None:
         """Ask the agent to stop talking."""
         await self._send(to_json(Interrupt()))
+
+    async def send_tool_response(self, request_id: str, result: Any, error: str = "") -> None:
+        """Answer a `tool_request`: its result, or why there is none."""
+        await self._send(to_json(ToolResponse(request_id=request_id, result=result, error=error)))
 
     async def wait_reply(self, within_s: float, settle_s: float = REPLY_SETTLE_S) -> bool:
         """Wait until a reply to the input has ended and no audio followed for `settle_s`."""

@@ -104,7 +104,13 @@ class TurnController:
             settings=config.speaker_settings(),
         )
         self.listening = Listening(
-            self.audio_in, services, sink, self.post, lambda: self.core.turn, hello.language
+            self.audio_in,
+            services,
+            sink,
+            self.post,
+            lambda: self.core.turn,
+            hello.language,
+            words=hello.transcript_words,
         )
         self.replies: dict[int, Reply] = {}
         self._urgent: collections.deque[TurnEvent] = collections.deque()

@@ -136,6 +136,7 @@ class TurnCore(SpeakingDecisions, ToolDecisions):
                         speculation.reply,
                         speculation.verdict,
                         speculation.queued_ms,
+                        speculation.timed,
                     )
             else:
                 job = self._next_id()
@@ -165,10 +166,17 @@ class TurnCore(SpeakingDecisions, ToolDecisions):
         if ours:
             assert speculation is not None
             speculation.text, speculation.queued_ms = result.text, result.queued_ms
+            speculation.timed = result
             if speculation.ending is not None:
                 self.speculation = None
                 self._end_turn(
-                    result.text, speculation.ending, now, speculation.reply, None, result.queued_ms
+                    result.text,
+                    speculation.ending,
+                    now,
+                    speculation.reply,
+                    None,
+                    result.queued_ms,
+                    result,
                 )
             elif result.text and self.state is State.LISTENING:
                 # Prepared while the silence runs; nobody hears it until the turn is confirmed.
@@ -178,7 +186,7 @@ class TurnCore(SpeakingDecisions, ToolDecisions):
                     self._judge(speculation, result.text)
         elif ending is not None:
             self._ending = None
-            self._end_turn(result.text, ending[1], now, None, None, result.queued_ms)
+            self._end_turn(result.text, ending[1], now, None, None, result.queued_ms, result)
 
     def _judge(self, speculation: Speculation, text: str) -> None:
         verdict = self.rules.judge.judge(text)
@@ -208,6 +216,7 @@ class TurnCore(SpeakingDecisions, ToolDecisions):
         held: ReplyState | None,
         verdict: Verdict | None = None,
         queued_ms: float = 0.0,
+        timed: Transcribed | None = None,
     ) -> None:
         if not text.strip() or self.state is not State.LISTENING:
             if held is not None:
@@ -222,7 +231,10 @@ class TurnCore(SpeakingDecisions, ToolDecisions):
         self._do(Measured("endpoint_ms", (ended.decided_at - ended.at) * 1000))
         self._do(Measured("asr_ms", (now - self._ended_at) * 1000))
         self._do(Measured("asr_queue_ms", queued_ms))
-        self._do(Send(TranscriptEvent(text=text, final=True, turn=self.turn)))
+        words = list(timed.words) if timed is not None and timed.words is not None else None
+        confidence = timed.confidence if words is not None and timed is not None else None
+        final = TranscriptEvent(text, True, self.turn, words=words, confidence=confidence)
+        self._do(Send(final))
         self._move(State.WAITING_FOR_INPUT, "turn")
         if held is not None:
             held.turn = self.turn

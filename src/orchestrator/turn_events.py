@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from voicefleet.orchestrator.protocol import ServerMessage
+from voicefleet.orchestrator.protocol_tools import TranscriptWord
 from voicefleet.orchestrator.session import State
 from voicefleet.orchestrator.vad import VadEvent
 
@@ -47,6 +48,8 @@ class Transcribed:
     text: str
     error: str | None = None
     queued_ms: float = 0.0  # how long it waited for the recognizer
+    words: tuple[TranscriptWord, ...] | None = None  # with word timings (hello.transcript_words)
+    confidence: float | None = None
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from voicefleet.orchestrator.turn_events import (
     Remember,
     Send,
     StartReply,
+    Transcribed,
     TurnAction,
 )
 from voicefleet.orchestrator.vad import SpeechEnded
@@ -69,6 +70,7 @@ class Speculation:
     pause_at: float = 0.0  # stream seconds where the pause began
     verdict: Verdict | None = None  # the judge's, once the text is in (semantic policy)
     queued_ms: float = 0.0  # how long its transcription waited for the recognizer
+    timed: Transcribed | None = None  # its result, for word timings
 
 
 class CoreState:
