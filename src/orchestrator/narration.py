@@ -2,8 +2,10 @@
 the responder waits (for its first token, for a tool call).
 
 The responder's stream is read by a task of its own, so a filler can be said while that stream
-is stalled. Fillers are spoken like any text, but they are not the model's words: `unfilled()`
-takes them out of what the history records.
+is stalled. A filler goes only where a sentence could begin (before any words, or after a
+sentence's end): one decided just as the responder's words began is dropped rather than cut into
+them. Fillers are spoken like any text, but they are not the model's words: `unfilled()` takes
+them out of what the history records.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 
 _END = ("end", "")
+_SENTENCE_ENDS = (".", "!", "?", ":", ";", "…")
 
 
 class Narration:
@@ -41,6 +44,8 @@ class Narration:
                         raise self._failure
                     return
                 if kind == "filler":
+                    if self._said.rstrip()[-1:] not in ("", *_SENTENCE_ENDS):
+                        continue
                     # A sentence of its own: spaced from what came before, ended by a space
                     # so the segmenter releases it at once.
                     space = "" if not self._said or self._said[-1].isspace() else " "
@@ -62,7 +67,7 @@ class Narration:
             kept.append(said[at:start])
             at = end
         kept.append(said[at:])
-        return " ".join("".join(kept).split())
+        return " ".join(" ".join(kept).split())
 
     async def _run(self) -> None:
         try:
