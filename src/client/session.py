@@ -26,10 +26,11 @@ from voicefleet.orchestrator.protocol import (
     server_message_from_json,
     to_json,
 )
-from voicefleet.orchestrator.protocol_tools import ToolResponse
+from voicefleet.orchestrator.protocol_tools import ToolRequest, ToolResponse
 
 EventHandler = Callable[[ServerMessage], None]
 ProblemHandler = Callable[[str], None]
+ToolAnswerer = Callable[[ToolRequest], tuple[Any, str]]  # -> (result, error)
 
 CONNECT_TIMEOUT_S = 10.0
 REPLY_SETTLE_S = 1.0
@@ -83,6 +84,7 @@ class ClientSession:
         *,
         on_event: EventHandler | None = None,
         on_problem: ProblemHandler | None = None,
+        answer_tool: ToolAnswerer | None = None,
     ) -> None:
         self.url = url
         self.hello = hello
@@ -90,6 +92,8 @@ class ClientSession:
         self.failure: str | None = None
         self._on_event = on_event
         self._on_problem = on_problem
+        self._answer_tool = answer_tool
+        self._answering: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._receiver: asyncio.Task[None] | None = None
@@ -253,6 +257,11 @@ class ClientSession:
                 self._reply_done = True
         elif isinstance(message, ErrorEvent) and message.fatal:
             self._fail(f"{message.code}: {message.message}")
+        elif isinstance(message, ToolRequest) and self._answer_tool is not None:
+            result, error = self._answer_tool(message)
+            task = asyncio.create_task(self.send_tool_response(message.request_id, result, error))
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)
         if self._on_event is not None:
             self._on_event(message)
 
@@ -266,9 +275,12 @@ async def run_session(
     wait_for_reply: bool = True,
     on_event: EventHandler | None = None,
     on_problem: ProblemHandler | None = None,
+    answer_tool: ToolAnswerer | None = None,
 ) -> ClientResult:
     """Open a session, send the inputs, wait for the reply, say bye: what tests and benches call."""
-    session = ClientSession(url, hello, on_event=on_event, on_problem=on_problem)
+    session = ClientSession(
+        url, hello, on_event=on_event, on_problem=on_problem, answer_tool=answer_tool
+    )
     try:
         await session.open()
     except ClientConnectError as connect_error:

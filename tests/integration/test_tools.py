@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -428,3 +431,30 @@ async def test_without_word_timings_finals_have_no_words(agent: Stack) -> None:
     await session.close()
     [final] = [e for e in of(events, TranscriptEvent) if e.final]
     assert final.words is None and final.confidence is None
+
+
+def test_the_cli_client_answers_tool_requests_from_a_file(agent: Stack, tmp_path: Path) -> None:
+    canned = {
+        "lookup_order": {
+            "description": "Where an order is.",
+            "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}},
+            "result": {"status": "shipped", "eta": "Friday"},
+        }
+    }
+    tools = tmp_path / "tools.json"
+    tools.write_text(json.dumps(canned))
+    url = agent.orchestrators[1].ws_url
+    argv = [sys.executable, "-m", "voicefleet", "client", "--url", url, "--tools", str(tools)]
+    done = subprocess.run(
+        [*argv, "--text", "Can you look up my order?", "--timeout", "30"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    asked = next(i for i, line in enumerate(lines) if line.startswith("[tool] lookup_order({})"))
+    answered = next(i for i, line in enumerate(lines) if "lookup_order (client) ->" in line)
+    assert asked < answered and '"eta": "Friday"' in lines[answered]
+    assert "[agent] lookup order: status shipped, eta Friday." in lines
