@@ -340,17 +340,19 @@ def create_responder(config: ResponderConfig) -> Responder:
     return responder
 
 
+_MAX_QUESTION_WORDS = 6
 _VERBS = frozenset({"get", "lookup", "look", "find", "check", "fetch", "read", "show", "search"})
 
 
 def named_tool(utterance: str, names: set[str]) -> str | None:
-    """The tool a question names, for the echo responder: a question (ending in "?") holding
-    every word of the tool's name but a leading verb ("What time is it?" names get_time, "Where
-    is my order?" names lookup_order)."""
+    """The tool a question names, for the echo responder: a short question (ending in "?", at
+    most six words) holding every word of the tool's name but a leading verb ("What time is
+    it?" names get_time, "Where is my order?" names lookup_order)."""
     text = utterance.strip()
-    if not text.endswith("?"):
-        return None
-    said = set("".join(c if c.isalnum() else " " for c in text.lower()).split())
+    words = "".join(c if c.isalnum() else " " for c in text.lower()).split()
+    if not text.endswith("?") or len(words) > _MAX_QUESTION_WORDS:
+        return None  # a longer question is echoed, as any other utterance
+    said = set(words)
     for name in sorted(names):
         words = [w for w in name.lower().replace("-", "_").split("_") if w]
         if len(words) > 1 and words[0] in _VERBS:

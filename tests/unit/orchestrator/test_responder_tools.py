@@ -139,6 +139,7 @@ async def test_history_holds_the_answered_calls_between_the_turns_words(chat: An
         ("Can you look up my order?", "lookup_order"),
         ("What time is it", None),  # not a question
         ("Where is my parcel?", None),
+        ("What time does the museum open tomorrow?", None),  # long: echoed
     ],
 )
 def test_the_echo_responder_calls_a_tool_a_question_names(utterance: str, tool: str | None) -> None:
