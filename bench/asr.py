@@ -11,7 +11,11 @@ Configurations:
 Rounds are interleaved so that drift in machine load hits every configuration alike. Prints a
 table and, as its last line, one JSON object.
 
-    .venv/bin/python bench/asr.py [--rounds 5]
+`--words` measures what word timings (`hello.transcript_words`) cost instead: a final's usual
+path (`tuned`) against the timed-segments path the session then takes, without (`segments`) and
+with word timestamps (`words`), same model and config.
+
+    .venv/bin/python bench/asr.py [--rounds 5] [--words]
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from faster_whisper import WhisperModel
 from tests.speech import piper_speech, to_float
 from voicefleet.asr.config import ASRConfig
 from voicefleet.asr.faster_whisper import FasterWhisperRecognizer, bundled_model_path
+from voicefleet.asr.segments import SegmentOptions
 from voicefleet.asr.wer import word_error_rate
 from voicefleet.audio.pcm import Samples
 
@@ -45,6 +50,7 @@ def main() -> None:
     """Run the benchmark and print the table and the JSON summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--words", action="store_true", help="the cost of word timings")
     args = parser.parse_args()
 
     tuned_config = ASRConfig()
@@ -65,12 +71,16 @@ def main() -> None:
         loaded.load()
         return lambda audio: loaded.transcribe(audio).text
 
-    runs: dict[str, Callable[[Samples], str]] = {
-        "default": default,
-        "tuned_30s": recognizer(tuned_config.model_copy(update={"chunk_length": None})),
-        "tuned": recognizer(tuned_config),
-        "base": recognizer(tuned_config.model_copy(update={"model": "base"})),
-    }
+    runs: dict[str, Callable[[Samples], str]] = (
+        word_runs(tuned_config)
+        if args.words
+        else {
+            "default": default,
+            "tuned_30s": recognizer(tuned_config.model_copy(update={"chunk_length": None})),
+            "tuned": recognizer(tuned_config),
+            "base": recognizer(tuned_config.model_copy(update={"model": "base"})),
+        }
+    )
     for run in runs.values():  # warm-up: first calls pay lazy initialisation
         run(clips[0][1])
 
@@ -106,6 +116,25 @@ def main() -> None:
             "wer": round(mean_wer, 3),
         }
     print(json.dumps(summary))
+
+
+def word_runs(config: ASRConfig) -> dict[str, Callable[[Samples], str]]:
+    """A final as usual, and as the timed segments a session with word timings gets."""
+    loaded = FasterWhisperRecognizer(config)
+    loaded.load()
+
+    def timed(words: bool) -> Callable[[Samples], str]:
+        def run(audio: Samples) -> str:
+            segments = loaded.segments(audio, SegmentOptions(words=words))
+            return " ".join(segment.text for segment in segments)
+
+        return run
+
+    return {
+        "tuned": lambda audio: loaded.transcribe(audio).text,
+        "segments": timed(False),
+        "words": timed(True),
+    }
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from voicefleet.client.inputs import PacedAudio, TextInput
 from voicefleet.client.mic import MicInput, MicUnavailable, open_microphone
 from voicefleet.client.printer import EventPrinter
 from voicefleet.client.session import ClientInput, ClientResult, run_session
+from voicefleet.client.tools import CannedTools, ToolsFileError
 from voicefleet.client.wav import WavFormatError, read_wav, write_wav
 from voicefleet.orchestrator.protocol import ECHO_MODES, Hello
 
@@ -74,6 +75,18 @@ def add_client_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "reply can reach), client (this device does)",
     )
     parser.add_argument(
+        "--tools",
+        type=Path,
+        metavar="JSON",
+        help="declare tools and answer their tool_requests with the canned results in this "
+        'file: {"name": {"description", "parameters", "result" (or "error")}}',
+    )
+    parser.add_argument(
+        "--words",
+        action="store_true",
+        help="ask for word timings in final transcripts (hello.transcript_words)",
+    )
+    parser.add_argument(
         "--timeout",
         type=_seconds,
         default=30.0,
@@ -100,8 +113,9 @@ async def client_main(args: argparse.Namespace) -> int:
         printer.error("voicefleet client: --say needs --text")
         return 2
     try:
+        tools = CannedTools.load(args.tools) if args.tools is not None else None
         source, rate = _open_input(args, printer)
-    except (WavFormatError, MicUnavailable) as error:
+    except (WavFormatError, MicUnavailable, ToolsFileError) as error:
         printer.error(f"voicefleet client: {error}")
         return 2
     hello = Hello(
@@ -111,6 +125,8 @@ async def client_main(args: argparse.Namespace) -> int:
         model=args.model,
         token=args.token if args.token is not None else os.environ.get(TOKEN_ENV, ""),
         echo_cancellation=args.echo_cancellation or ("auto" if args.mic else "off"),
+        tools=tools.declarations() if tools is not None else [],
+        transcript_words=args.words,
     )
     restore = _stop_on_interrupt(source) if isinstance(source, MicInput) else _nothing
     try:
@@ -122,6 +138,7 @@ async def client_main(args: argparse.Namespace) -> int:
             wait_for_reply=not args.mic,
             on_event=printer.event,
             on_problem=printer.problem,
+            answer_tool=tools.answer if tools is not None else None,
         )
     finally:
         restore()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from voicefleet.audio.format import FRAME_MS
 from voicefleet.orchestrator.protocol import (
@@ -20,6 +21,7 @@ from voicefleet.orchestrator.protocol import (
     TranscriptEvent,
     TurnMetrics,
 )
+from voicefleet.orchestrator.protocol_tools import ToolCancelled, ToolRequest, ToolResult
 
 _METRIC_NAMES = (
     ("endpoint_ms", "endpoint"),
@@ -47,7 +49,15 @@ def describe(message: ServerMessage, quiet: bool = False) -> str | None:
             return f"[you] {message.text}"
         return None if quiet else f"[you…] {message.text}"
     if isinstance(message, AgentText):
-        return f"[agent] {message.text}" if message.text else None
+        label = "[agent…]" if message.filler else "[agent]"
+        return f"{label} {message.text}" if message.text else None
+    if isinstance(message, ToolRequest):
+        return f"[tool] {message.tool_name}({_json(message.parameters)}): asked of this client"
+    if isinstance(message, ToolResult):
+        said = f"error: {message.error}" if message.error else _json(message.result)
+        return f"[tool] {message.tool_name} ({message.by}) -> {said}"
+    if isinstance(message, ToolCancelled):
+        return f"[tool] {message.request_id} cancelled ({message.reason})"
     if isinstance(message, TurnMetrics):
         return format_metrics(message)
     if isinstance(message, AudioCancel):
@@ -70,6 +80,11 @@ def describe(message: ServerMessage, quiet: bool = False) -> str | None:
     if isinstance(message, AudioResume):
         return f"[audio] turn {message.turn}: resumed"
     return None
+
+
+def _json(value: Any, limit: int = 120) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
 class EventPrinter:

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import aiohttp
 
@@ -26,9 +26,11 @@ from voicefleet.orchestrator.protocol import (
     server_message_from_json,
     to_json,
 )
+from voicefleet.orchestrator.protocol_tools import ToolRequest, ToolResponse
 
 EventHandler = Callable[[ServerMessage], None]
 ProblemHandler = Callable[[str], None]
+ToolAnswerer = Callable[[ToolRequest], tuple[Any, str]]  # -> (result, error)
 
 CONNECT_TIMEOUT_S = 10.0
 REPLY_SETTLE_S = 1.0
@@ -82,6 +84,7 @@ class ClientSession:
         *,
         on_event: EventHandler | None = None,
         on_problem: ProblemHandler | None = None,
+        answer_tool: ToolAnswerer | None = None,
     ) -> None:
         self.url = url
         self.hello = hello
@@ -89,6 +92,8 @@ class ClientSession:
         self.failure: str | None = None
         self._on_event = on_event
         self._on_problem = on_problem
+        self._answer_tool = answer_tool
+        self._answering: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._receiver: asyncio.Task[None] | None = None
@@ -142,6 +147,10 @@ class ClientSession:
     async def interrupt(self) -> None:
         """Ask the agent to stop talking."""
         await self._send(to_json(Interrupt()))
+
+    async def send_tool_response(self, request_id: str, result: Any, error: str = "") -> None:
+        """Answer a `tool_request`: its result, or why there is none."""
+        await self._send(to_json(ToolResponse(request_id=request_id, result=result, error=error)))
 
     async def wait_reply(self, within_s: float, settle_s: float = REPLY_SETTLE_S) -> bool:
         """Wait until a reply to the input has ended and no audio followed for `settle_s`."""
@@ -248,6 +257,11 @@ class ClientSession:
                 self._reply_done = True
         elif isinstance(message, ErrorEvent) and message.fatal:
             self._fail(f"{message.code}: {message.message}")
+        elif isinstance(message, ToolRequest) and self._answer_tool is not None:
+            result, error = self._answer_tool(message)
+            task = asyncio.create_task(self.send_tool_response(message.request_id, result, error))
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)
         if self._on_event is not None:
             self._on_event(message)
 
@@ -261,9 +275,12 @@ async def run_session(
     wait_for_reply: bool = True,
     on_event: EventHandler | None = None,
     on_problem: ProblemHandler | None = None,
+    answer_tool: ToolAnswerer | None = None,
 ) -> ClientResult:
     """Open a session, send the inputs, wait for the reply, say bye: what tests and benches call."""
-    session = ClientSession(url, hello, on_event=on_event, on_problem=on_problem)
+    session = ClientSession(
+        url, hello, on_event=on_event, on_problem=on_problem, answer_tool=answer_tool
+    )
     try:
         await session.open()
     except ClientConnectError as connect_error:

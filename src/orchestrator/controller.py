@@ -23,10 +23,13 @@ from voicefleet.orchestrator.decisions import TurnCore
 from voicefleet.orchestrator.echo import EchoCanceller, EchoTap, cancels_echo
 from voicefleet.orchestrator.listening import Listening
 from voicefleet.orchestrator.protocol import ErrorEvent, Hello, ProtocolError
+from voicefleet.orchestrator.protocol_tools import ToolResponse
 from voicefleet.orchestrator.reply import Reply
+from voicefleet.orchestrator.reply_tools import SessionTools
 from voicefleet.orchestrator.responder import Responder
 from voicefleet.orchestrator.services import Services, SessionSink, TurnTiming
 from voicefleet.orchestrator.session import State
+from voicefleet.orchestrator.tool_decisions import with_tools
 from voicefleet.orchestrator.turn_events import (
     URGENT_EVENTS,
     CancelReply,
@@ -43,8 +46,11 @@ from voicefleet.orchestrator.turn_events import (
     Remember,
     ReportTurn,
     ResetListening,
+    ResolveTool,
+    RunTool,
     Send,
     SetHangover,
+    SpeakFiller,
     StartReply,
     TextInput,
     Tick,
@@ -77,6 +83,8 @@ class TurnController:
         self.config = config = services.config
         self.responder = responder
         self.transport = transport
+        # Refused (ToolDeclarationError) before anything starts: the transport says bad_tools.
+        self.tools = SessionTools(hello.tools, responder.tools, self.post)
         self.closed = asyncio.Event()
         self.echo: EchoCanceller | None = None
         if cancels_echo(hello.echo_cancellation, transport, config.echo):
@@ -84,7 +92,8 @@ class TurnController:
             sink = EchoTap(sink, self.echo)  # what the client plays is the canceller's far end
         self.sink = sink
         self.audio_in = AudioIn(hello.sample_rate, config.vad, self.echo)
-        self.core = TurnCore(session_id, config.turn_rules(), time.perf_counter())
+        rules = with_tools(config.turn_rules(), responder.tools, responder.filler)
+        self.core = TurnCore(session_id, rules, time.perf_counter())
         self.speaker = Speaker(
             services.router,
             services.pool,
@@ -95,7 +104,13 @@ class TurnController:
             settings=config.speaker_settings(),
         )
         self.listening = Listening(
-            self.audio_in, services, sink, self.post, lambda: self.core.turn, hello.language
+            self.audio_in,
+            services,
+            sink,
+            self.post,
+            lambda: self.core.turn,
+            hello.language,
+            words=hello.transcript_words,
         )
         self.replies: dict[int, Reply] = {}
         self._urgent: collections.deque[TurnEvent] = collections.deque()
@@ -141,6 +156,10 @@ class TurnController:
     async def interrupt(self) -> None:
         """The client asked the agent to stop talking."""
         self.post(InterruptRequest())
+
+    async def tool_response(self, response: ToolResponse) -> None:
+        """The client's answer to a tool_request (the decisions judge whether one waits)."""
+        self.post(self.tools.answered(response))
 
     async def close(self, reason: str) -> None:
         """End the session and wait (bounded) until it is closed."""
@@ -229,13 +248,21 @@ class TurnController:
             self._cancel(action.reply)
         elif isinstance(action, Remember):
             if reply := self.replies.get(action.reply):
-                self.responder.remember(action.user, reply.heard)
+                rounds = self.tools.rounds(action.reply)
+                self.responder.remember(action.user, reply.remembered, rounds)
         elif isinstance(action, ReportTurn):
             await self._report(action.reply)
         elif isinstance(action, ResetListening):
             self.audio_in.reset()
         elif isinstance(action, Measured):
             self._measured(action)
+        elif isinstance(action, RunTool):
+            self._spawn(self.tools.run(action))
+        elif isinstance(action, ResolveTool):
+            self.tools.resolve(action)
+        elif isinstance(action, SpeakFiller):
+            if reply := self.replies.get(action.reply):
+                reply.interject(action.text)
         elif isinstance(action, Decided):
             self.services.metrics.decisions.labels(action.decision).inc()
             log.info(
@@ -261,8 +288,9 @@ class TurnController:
         return task
 
     def _start_reply(self, action: StartReply) -> None:
+        tools = self.tools.for_reply(action.reply) if action.mode == "answer" else None
         texts: AsyncIterator[str] = (
-            self.responder.reply(action.text) if action.mode == "answer" else _once(action.text)
+            self.responder.reply(action.text, tools) if tools is not None else _once(action.text)
         )
         reply = Reply(
             action.reply,
@@ -278,6 +306,8 @@ class TurnController:
         if action.committed:
             reply.commit(action.turn, action.speech_end_at)
         self.replies[action.reply] = reply
+        if tools is not None:
+            tools.attach(reply.wait_committed)  # a speculative reply's calls wait for its turn
 
     def _cancel(self, reply_id: int) -> None:
         reply = self.replies.get(reply_id)
@@ -289,6 +319,7 @@ class TurnController:
     async def _forget_later(self, reply: Reply) -> None:
         await reply.wait()
         self.replies.pop(reply.id, None)
+        self.tools.forget(reply.id)
 
     async def _report(self, reply_id: int) -> None:
         reply = self.replies.get(reply_id)
@@ -313,6 +344,7 @@ class TurnController:
             await self.sink.send_event(timing.report(reply, metrics))
         if not reply.cancelled:
             self.replies.pop(reply_id, None)
+            self.tools.forget(reply_id)
 
     def _measured(self, action: Measured) -> None:
         if action.name == "barge_in_ms":
@@ -348,7 +380,12 @@ class TurnController:
     async def _release(self) -> None:
         replies = list(self.replies.values())
         await asyncio.gather(*(r.wait() for r in replies), return_exceptions=True)
-        await asyncio.gather(self.speaker.close(), self.responder.close(), return_exceptions=True)
+        await asyncio.gather(
+            self.speaker.close(),
+            self.responder.close(),
+            self.tools.close(),
+            return_exceptions=True,
+        )
 
 
 _releasing: set[asyncio.Task[None]] = set()

@@ -19,6 +19,7 @@ from voicefleet.orchestrator.end_of_turn import Verdict
 from voicefleet.orchestrator.protocol import ErrorEvent, TranscriptEvent
 from voicefleet.orchestrator.session import State
 from voicefleet.orchestrator.speaking import SpeakingDecisions
+from voicefleet.orchestrator.tool_decisions import ToolDecisions
 from voicefleet.orchestrator.turn_events import (
     CancelReply,
     CancelTranscription,
@@ -30,11 +31,15 @@ from voicefleet.orchestrator.turn_events import (
     Measured,
     ReplyAudible,
     ReplyEnded,
+    ReplyText,
     ResetListening,
     Send,
     SetHangover,
     TextInput,
     Tick,
+    ToolAnswered,
+    ToolCalled,
+    ToolProblem,
     Transcribe,
     Transcribed,
     TurnAction,
@@ -48,7 +53,7 @@ from voicefleet.orchestrator.vad import SpeechEnded, SpeechPaused, SpeechResumed
 __all__ = ["TurnCore", "TurnRules"]
 
 
-class TurnCore(SpeakingDecisions):
+class TurnCore(SpeakingDecisions, ToolDecisions):
     """One session's conversation state and every decision about it."""
 
     def start(self) -> list[TurnAction]:
@@ -78,6 +83,15 @@ class TurnCore(SpeakingDecisions):
             self._close(event.reason)
         elif isinstance(event, Tick):
             self._limits(now)
+            self._tool_timers(now)
+        elif isinstance(event, ReplyText):
+            self._reply_text(event, now)
+        elif isinstance(event, ToolCalled):
+            self._tool_called(event, now)
+        elif isinstance(event, ToolAnswered):
+            self._tool_answered(event, now)
+        elif isinstance(event, ToolProblem):
+            self._tool_problem(event)
         return self._flush()
 
     # -- helpers -------------------------------------------------------------------------
@@ -122,6 +136,7 @@ class TurnCore(SpeakingDecisions):
                         speculation.reply,
                         speculation.verdict,
                         speculation.queued_ms,
+                        speculation.timed,
                     )
             else:
                 job = self._next_id()
@@ -151,10 +166,17 @@ class TurnCore(SpeakingDecisions):
         if ours:
             assert speculation is not None
             speculation.text, speculation.queued_ms = result.text, result.queued_ms
+            speculation.timed = result
             if speculation.ending is not None:
                 self.speculation = None
                 self._end_turn(
-                    result.text, speculation.ending, now, speculation.reply, None, result.queued_ms
+                    result.text,
+                    speculation.ending,
+                    now,
+                    speculation.reply,
+                    None,
+                    result.queued_ms,
+                    result,
                 )
             elif result.text and self.state is State.LISTENING:
                 # Prepared while the silence runs; nobody hears it until the turn is confirmed.
@@ -164,7 +186,7 @@ class TurnCore(SpeakingDecisions):
                     self._judge(speculation, result.text)
         elif ending is not None:
             self._ending = None
-            self._end_turn(result.text, ending[1], now, None, None, result.queued_ms)
+            self._end_turn(result.text, ending[1], now, None, None, result.queued_ms, result)
 
     def _judge(self, speculation: Speculation, text: str) -> None:
         verdict = self.rules.judge.judge(text)
@@ -194,6 +216,7 @@ class TurnCore(SpeakingDecisions):
         held: ReplyState | None,
         verdict: Verdict | None = None,
         queued_ms: float = 0.0,
+        timed: Transcribed | None = None,
     ) -> None:
         if not text.strip() or self.state is not State.LISTENING:
             if held is not None:
@@ -208,15 +231,20 @@ class TurnCore(SpeakingDecisions):
         self._do(Measured("endpoint_ms", (ended.decided_at - ended.at) * 1000))
         self._do(Measured("asr_ms", (now - self._ended_at) * 1000))
         self._do(Measured("asr_queue_ms", queued_ms))
-        self._do(Send(TranscriptEvent(text=text, final=True, turn=self.turn)))
+        words = list(timed.words) if timed is not None and timed.words is not None else None
+        confidence = timed.confidence if words is not None and timed is not None else None
+        final = TranscriptEvent(text, True, self.turn, words=words, confidence=confidence)
+        self._do(Send(final))
         self._move(State.WAITING_FOR_INPUT, "turn")
         if held is not None:
             held.turn = self.turn
             self.reply = held
+            self._committed(held, now)
             self._do(CommitReply(held.id, self.turn, speech_end_at))
             self._decided("speculation_committed", self.turn)
         else:
             self.reply = self._start_reply(self.turn, text, "answer", speech_end_at)
+            self._committed(self.reply, now)
             self._decided("turn_committed", self.turn)
 
     def _text(self, event: TextInput, now: float) -> None:
@@ -233,6 +261,7 @@ class TurnCore(SpeakingDecisions):
         self.turn += 1
         self._move(State.WAITING_FOR_INPUT, "turn" if event.mode == "answer" else "text")
         self.reply = self._start_reply(self.turn, event.text, event.mode, now)
+        self._committed(self.reply, now)
 
     # -- barge-in ------------------------------------------------------------------------
 

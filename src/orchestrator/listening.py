@@ -1,7 +1,11 @@
 """Listening: the session's transcription jobs and its partial transcripts.
 
 A job's result goes back to the turn controller as a `Transcribed` event (with how long it
-waited for the recognizer). Partial transcripts are a courtesy: the ASR service runs one only
+waited for the recognizer). A session that asked for word timings (`hello.transcript_words`)
+gets its finals from faster-whisper's timed segments instead, with each word's times and
+confidence: slower (bench/asr.py measures by how much), so off by default.
+
+Partial transcripts are a courtesy: the ASR service runs one only
 while it is idle (a partial is dropped, never queued, so it never delays anyone's final), and
 one is not sent when the turn's final has gone out meanwhile.
 """
@@ -16,8 +20,10 @@ from typing import Any
 import numpy as np
 
 from voicefleet.asr.base import Transcript
+from voicefleet.asr.segments import SegmentOptions, Word
 from voicefleet.orchestrator.audio_in import AudioIn
 from voicefleet.orchestrator.protocol import TranscriptEvent
+from voicefleet.orchestrator.protocol_tools import TranscriptWord
 from voicefleet.orchestrator.services import Services, SessionSink
 from voicefleet.orchestrator.session import State
 from voicefleet.orchestrator.turn_events import Transcribed, TurnEvent
@@ -34,6 +40,7 @@ class Listening:
         post: Callable[[TurnEvent], None],
         turn: Callable[[], int],
         language: str | None = None,
+        words: bool = False,
     ) -> None:
         self.audio_in = audio_in
         self.services = services
@@ -42,12 +49,16 @@ class Listening:
         self.post = post
         self.turn = turn  # the last turn whose final transcript went out
         self.language = language  # the session's (hello's); a multilingual model hears it
+        self.words = words  # finals with word timings
         self._last_partial = 0.0
         self._partials: set[asyncio.Task[Any]] = set()
         self._closed = False
 
     async def transcribe(self, job: int, audio: np.ndarray) -> None:
         """Run one job; its text (or failure) comes back as Transcribed(job)."""
+        if self.words:
+            await self._timed(job, audio)
+            return
         try:
             transcript = await self.services.asr.transcribe(_samples(audio), self.language)
         except Exception as error:
@@ -56,6 +67,26 @@ class Listening:
             return
         self._observe(transcript)
         self.post(Transcribed(job, transcript.text.strip(), queued_ms=transcript.queued_ms))
+
+    async def _timed(self, job: int, audio: np.ndarray) -> None:
+        options = SegmentOptions(language=self.language, words=True)
+        began = time.perf_counter()
+        texts: list[str] = []
+        words: list[TranscriptWord] = []
+        try:
+            async for segment in self.services.asr.segments(_samples(audio), options):
+                texts.append(segment.text)
+                words += [
+                    TranscriptWord(w.word, w.start, w.end, w.probability) for w in segment.words
+                ]
+        except Exception as error:
+            self.services.metrics.errors.labels("asr").inc()
+            self.post(Transcribed(job, "", f"transcription failed: {error}"))
+            return
+        self.services.metrics.asr_seconds.observe(time.perf_counter() - began)
+        confidence = sum(w.confidence for w in words) / len(words) if words else None
+        text = " ".join(t for t in texts if t)
+        self.post(Transcribed(job, text, words=tuple(words), confidence=_rounded(confidence)))
 
     def _observe(self, transcript: Transcript) -> None:
         metrics = self.services.metrics
@@ -100,6 +131,14 @@ class Listening:
         self._closed = True
         for task in self._partials:
             task.cancel()
+
+
+def _timing(word: Word) -> tuple[str, float, float, float]:
+    return word.word, word.start, word.end, word.probability
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def _samples(audio: np.ndarray) -> np.ndarray:

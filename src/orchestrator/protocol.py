@@ -12,6 +12,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
+from voicefleet.orchestrator.protocol_tools import (
+    ToolCancelled,
+    ToolRequest,
+    ToolResponse,
+    ToolResult,
+    TranscriptWord,
+)
+
 PROTOCOL_VERSION = 1
 MIN_INPUT_RATE = 8_000
 MAX_INPUT_RATE = 48_000
@@ -45,6 +53,10 @@ class Hello:
     # itself (a browser with getUserMedia echoCancellation), so the server does not.
     echo_cancellation: str = "auto"
     protocol_version: int = PROTOCOL_VERSION
+    # OpenAI function tools the client answers (tool_request / tool_response); checked against
+    # the orchestrator's limits when the session opens (bad_tools).
+    tools: list[Any] = field(default_factory=list)
+    transcript_words: bool = False  # final transcripts carry timed words (costs latency)
 
 
 @dataclass(frozen=True)
@@ -70,8 +82,10 @@ class Bye:
     type: ClassVar[str] = "bye"
 
 
-ClientMessage = Hello | SpeakText | Interrupt | Bye
-_CLIENT_TYPES: dict[str, type[Any]] = {cls.type: cls for cls in (Hello, SpeakText, Interrupt, Bye)}
+ClientMessage = Hello | SpeakText | Interrupt | Bye | ToolResponse
+_CLIENT_TYPES: dict[str, type[Any]] = {
+    cls.type: cls for cls in (Hello, SpeakText, Interrupt, Bye, ToolResponse)
+}
 
 # -- server -> client --------------------------------------------------------------------
 
@@ -116,6 +130,8 @@ class TranscriptEvent:
     text: str
     final: bool
     turn: int
+    words: list[TranscriptWord] | None = None  # finals, with hello.transcript_words
+    confidence: float | None = None  # the words' mean confidence, likewise
 
 
 @dataclass(frozen=True)
@@ -126,6 +142,7 @@ class AgentText:
     text: str
     turn: int
     final: bool = False
+    filler: bool = False  # said while waiting (a filler phrase), not the model's words
 
 
 @dataclass(frozen=True)
@@ -210,6 +227,9 @@ ServerMessage = (
     | AudioCancel
     | TurnMetrics
     | ErrorEvent
+    | ToolRequest
+    | ToolResult
+    | ToolCancelled
 )
 _SERVER_TYPES: dict[str, type[Any]] = {
     cls.type: cls
@@ -225,6 +245,9 @@ _SERVER_TYPES: dict[str, type[Any]] = {
         AudioCancel,
         TurnMetrics,
         ErrorEvent,
+        ToolRequest,
+        ToolResult,
+        ToolCancelled,
     )
 }
 
@@ -257,6 +280,8 @@ def _decode(text: str, types: dict[str, type[Any]]) -> Any:
         raise ProtocolError("bad_message", f"{kind}: unknown field(s) {', '.join(unknown)}")
     if cls is Ready and isinstance(data.get("output"), dict):
         data["output"] = OutputFormat(**data["output"])
+    if cls is TranscriptEvent and isinstance(data.get("words"), list):
+        data["words"] = [TranscriptWord(**w) for w in data["words"] if isinstance(w, dict)]
     try:
         message = cls(**data)
     except TypeError as error:
@@ -301,6 +326,8 @@ def client_message_from_json(text: str) -> ClientMessage:
             f"hello.echo_cancellation must be one of {', '.join(ECHO_MODES)}, "
             f"got {message.echo_cancellation!r}",
         )
+    if isinstance(message, ToolResponse) and not message.request_id:
+        raise ProtocolError("bad_message", "tool_response.request_id is empty")
     if isinstance(message, SpeakText) and message.mode not in ("answer", "say"):
         raise ProtocolError(
             "bad_message", f'text.mode must be "answer" or "say", got {message.mode!r}'
@@ -323,6 +350,9 @@ class ControlTarget(Protocol):
     async def interrupt(self) -> None:
         """Stop the agent's reply."""
 
+    async def tool_response(self, response: ToolResponse) -> None:
+        """A client's answer to a tool_request."""
+
     async def close(self, reason: str) -> None:
         """Hang up."""
 
@@ -335,5 +365,7 @@ async def dispatch_control(target: ControlTarget, message: ClientMessage) -> Non
         await target.push_text(message.text, message.mode)
     elif isinstance(message, Interrupt):
         await target.interrupt()
+    elif isinstance(message, ToolResponse):
+        await target.tool_response(message)
     elif isinstance(message, Bye):
         await target.close("bye")

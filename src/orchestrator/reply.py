@@ -24,9 +24,10 @@ from opentelemetry import trace
 from voicefleet import tracing
 from voicefleet.audio.pacing import PacingClock
 from voicefleet.fleet.speaker import ReplyStream, Speaker
+from voicefleet.orchestrator.narration import Narration
 from voicefleet.orchestrator.protocol import AgentText, AudioEnd, AudioStart, ServerMessage
 from voicefleet.orchestrator.services import SessionSink
-from voicefleet.orchestrator.turn_events import ReplyAudible, ReplyEnded, TurnEvent
+from voicefleet.orchestrator.turn_events import ReplyAudible, ReplyEnded, ReplyText, TurnEvent
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class Reply:
         self.timings = ReplyTimings()
         self.speech_end_at: float | None = None
         self.cancelled = False
-        self._texts = texts
+        self._narration = Narration(texts)
         self._sink = sink
         self._report = report
         self._lead_s = lead_s
@@ -93,6 +94,12 @@ class Reply:
         return self.stream.heard
 
     @property
+    def remembered(self) -> str:
+        """What the history records of the reply: `heard` without the filler phrases."""
+        stream = self.stream
+        return self._narration.unfilled(stream.text[: stream.played_end])
+
+    @property
     def failovers(self) -> int:
         """Workers that failed while speaking this reply."""
         return self.stream.failovers
@@ -102,6 +109,15 @@ class Reply:
         self.turn = turn
         self.speech_end_at = speech_end_at
         self._committed.set()
+
+    def interject(self, phrase: str) -> None:
+        """Say a filler phrase next (the responder is waiting)."""
+        if not self.cancelled:
+            self._narration.interject(phrase)
+
+    async def wait_committed(self) -> None:
+        """Until the reply may be heard (a speculative one waits for its turn's end)."""
+        await self._committed.wait()
 
     def hold(self) -> None:
         """No further frame leaves (possible barge-in); the worker is paused too."""
@@ -144,25 +160,28 @@ class Reply:
             await self._sink.send_event(message)
 
     async def _narrated(self) -> AsyncIterator[str]:
-        """Responder text, announced as agent_text as it goes to TTS."""
+        """Responder text (and fillers), announced as agent_text as it goes to TTS."""
+        first = True
+        # Closed when this generator is (a cancelled reply): that closes the responder's
+        # stream, and its HTTP request, now.
+        pieces = self._narration.pieces()
         try:
-            async for text in self._texts:
-                if not text:
-                    continue
+            async for text, filler in pieces:
+                if first and not filler:
+                    first = False
+                    self._report(ReplyText(self.id))
                 if self.timings.text_ready is None:
                     self.timings.text_ready = time.perf_counter()
-                await self._emit(AgentText(text=text, turn=self.turn))
+                shown = text.strip() if filler else text
+                await self._emit(AgentText(text=shown, turn=self.turn, filler=filler))
                 yield text
         except Exception as error:
             # What the responder said before failing is still spoken; the failure is reported.
             log.warning("reply %d: responder failed: %s", self.turn, error)
             self.timings.errors.append(("responder_failed", str(error)))
         finally:
-            # A cancelled reply closes the responder's stream (and its HTTP request) now.
-            close = getattr(self._texts, "aclose", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    await close()
+            with contextlib.suppress(Exception):
+                await pieces.aclose()
         await self._emit(AgentText(text="", turn=self.turn, final=True))
 
     async def _send(self) -> None:

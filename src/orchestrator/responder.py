@@ -19,17 +19,20 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
+
+from voicefleet.orchestrator.chat_stream import EventData, error_excerpt, error_message, excerpt
+from voicefleet.orchestrator.tool_calls import ToolCall, ToolCallAssembler, ToolOutcome, ToolRound
+from voicefleet.orchestrator.tool_config import FillerConfig, ToolsConfig
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful voice assistant. Your replies are spoken aloud, so answer briefly, "
     "in one to three plain spoken sentences, with no markdown, lists, code or emoji."
 )
 _ERROR_BODY_LIMIT = 4096
-_EXCERPT_CHARS = 200
 
 
 class OpenAIConfig(BaseModel):
@@ -56,6 +59,8 @@ class ResponderConfig(BaseModel):
 
     kind: Literal["echo", "openai"] = "echo"
     openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
+    tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    filler: FillerConfig = Field(default_factory=FillerConfig)
 
 
 class ResponderError(Exception):
@@ -80,10 +85,30 @@ class ResponderProtocolError(ResponderError):
 
 @dataclass(frozen=True)
 class Turn:
-    """One exchange: what the user said and what the agent actually got to say."""
+    """One exchange: what the user said, the tool calls whose results came back, and what the
+    agent actually got to say."""
 
     user: str
     assistant: str
+    rounds: tuple[ToolRound, ...] = ()
+
+
+class ToolRunner(Protocol):
+    """The tools of one reply: what the model is offered, and who answers a call."""
+
+    max_rounds: int
+
+    def specs(self) -> list[dict[str, Any]]:
+        """Every tool the model may call, as the chat request declares them."""
+
+    def names(self) -> set[str]:
+        """The tools' names."""
+
+    async def run(self, calls: list[ToolCall]) -> list[ToolOutcome]:
+        """Answer calls made at once (in parallel); one outcome per call, in order."""
+
+    def problem(self, code: str, message: str) -> None:
+        """Report a failure of the tool loop (an `error` event for the client)."""
 
 
 class Responder(ABC):
@@ -93,6 +118,8 @@ class Responder(ABC):
 
     def __init__(self, history_turns: int = 8) -> None:
         self._history: deque[Turn] = deque(maxlen=history_turns)
+        self.tools = ToolsConfig()  # the operator's tools and the limits on every call
+        self.filler = FillerConfig()
 
     @property
     def history(self) -> tuple[Turn, ...]:
@@ -103,63 +130,49 @@ class Responder(ABC):
         """Forget the conversation."""
         self._history.clear()
 
-    async def reply(self, utterance: str) -> AsyncIterator[str]:
-        """Yield the reply's text deltas (history is not touched: see `remember`)."""
+    async def reply(self, utterance: str, tools: ToolRunner | None = None) -> AsyncIterator[str]:
+        """Yield the reply's text deltas, calling `tools` when the model asks (history is not
+        touched: see `remember`)."""
         if not utterance.strip():
             return
-        async with aclosing(self._generate(utterance, self.history)) as deltas:
+        async with aclosing(self._generate(utterance, self.history, tools)) as deltas:
             async for delta in deltas:
                 yield delta
 
-    def remember(self, user: str, assistant: str) -> None:
-        """Record a turn as it happened: what the person said and what of the reply they were
-        actually sent (cut at a barge-in; empty if they heard nothing)."""
+    def remember(self, user: str, assistant: str, rounds: tuple[ToolRound, ...] = ()) -> None:
+        """Record a turn as it happened: what the person said, the tool calls whose results came
+        back, and what of the reply they were actually sent (cut at a barge-in; empty if they
+        heard nothing)."""
         if user.strip():
-            self._history.append(Turn(user, assistant))
+            self._history.append(Turn(user, assistant, rounds))
 
     async def close(self) -> None:
         """Release connections (override if you hold any)."""
         return None
 
     @abstractmethod
-    def _generate(self, utterance: str, history: tuple[Turn, ...]) -> AsyncGenerator[str, None]:
+    def _generate(
+        self, utterance: str, history: tuple[Turn, ...], tools: ToolRunner | None
+    ) -> AsyncGenerator[str, None]:
         """Yield the reply to `utterance` after `history`, as non-empty deltas."""
 
 
 class EchoResponder(Responder):
-    """Says the utterance back in one piece: makes the voice loop testable offline."""
+    """Says the utterance back in one piece: makes the voice loop testable offline. A question
+    that names a tool (see `named_tool`) calls it instead and says its result: the tool path
+    end to end without an LLM."""
 
     name = "echo"
 
     async def _generate(
-        self, utterance: str, history: tuple[Turn, ...]
+        self, utterance: str, history: tuple[Turn, ...], tools: ToolRunner | None
     ) -> AsyncGenerator[str, None]:
-        yield utterance
-
-
-class _EventData:
-    """Joins the `data:` lines of server-sent events; an event ends at a blank line."""
-
-    def __init__(self) -> None:
-        self._lines: list[str] = []
-
-    def feed(self, line: str) -> str | None:
-        """Take one line (without its ending); return an event's data when one completes."""
-        if not line:
-            return self.flush()
-        field, _, value = line.partition(":")
-        # Comments (":...") and other fields (event:, id:, retry:) carry nothing we use.
-        if field == "data":
-            self._lines.append(value.removeprefix(" "))
-        return None
-
-    def flush(self) -> str | None:
-        """Return the pending event's data, if any."""
-        if not self._lines:
-            return None
-        data = "\n".join(self._lines)
-        self._lines.clear()
-        return data
+        name = named_tool(utterance, tools.names()) if tools is not None else None
+        if tools is None or name is None:
+            yield utterance
+            return
+        [outcome] = await tools.run([ToolCall("call_1", name, "{}")])
+        yield spoken_outcome(outcome)
 
 
 class OpenAIResponder(Responder):
@@ -191,9 +204,11 @@ class OpenAIResponder(Responder):
         return self._session
 
     def _request(self, utterance: str, history: tuple[Turn, ...]) -> dict[str, Any]:
-        messages = [{"role": "system", "content": self.config.system_prompt}]
+        messages: list[dict[str, Any]] = [{"role": "system", "content": self.config.system_prompt}]
         for turn in history:
             messages.append({"role": "user", "content": turn.user})
+            for done in turn.rounds:
+                messages += done.messages()
             # A reply interrupted before its first word has nothing the user heard.
             if turn.assistant:
                 messages.append({"role": "assistant", "content": turn.assistant})
@@ -211,9 +226,40 @@ class OpenAIResponder(Responder):
         return headers
 
     async def _generate(
-        self, utterance: str, history: tuple[Turn, ...]
+        self, utterance: str, history: tuple[Turn, ...], tools: ToolRunner | None
     ) -> AsyncGenerator[str, None]:
         body = self._request(utterance, history)
+        specs = tools.specs() if tools is not None else []
+        if specs:
+            body["tools"] = specs
+        rounds = 0
+        while True:
+            calls = ToolCallAssembler()
+            said: list[str] = []
+            async with aclosing(self._stream(body, calls)) as deltas:
+                async for delta in deltas:
+                    said.append(delta)
+                    yield delta
+            if tools is None or calls.empty:
+                return
+            if rounds >= tools.max_rounds:
+                # Even told not to (tool_choice none), the model wants more: end the turn.
+                tools.problem(
+                    "tool_rounds_exceeded",
+                    f"the model asked for tools after {tools.max_rounds} rounds in one turn",
+                )
+                yield " Sorry, I could not finish that."
+                return
+            rounds += 1
+            outcomes = await tools.run(calls.calls())
+            body["messages"] += ToolRound(tuple(outcomes)).messages("".join(said))
+            if rounds >= tools.max_rounds:
+                body["tool_choice"] = "none"  # the last round: answer with what there is
+
+    async def _stream(
+        self, body: dict[str, Any], calls: ToolCallAssembler
+    ) -> AsyncGenerator[str, None]:
+        """One chat request: its text deltas; its tool calls go to `calls`."""
         try:
             async with self._client().post(
                 self.url, json=body, headers=self._headers()
@@ -221,17 +267,18 @@ class OpenAIResponder(Responder):
                 try:
                     if response.status >= 400:
                         raise await self._http_error(response)
-                    events = _EventData()
+                    events = EventData()
                     async for raw in response.content:
                         data = events.feed(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
                         if data == "[DONE]":
                             return
-                        if data is not None and (delta := self._delta(data)):
+                        if data is not None and (delta := self._delta(data, calls)):
                             yield delta
                     # Some servers end the stream without [DONE]; what came is the reply.
                     data = events.flush()
-                    if data is not None and data != "[DONE]" and (delta := self._delta(data)):
-                        yield delta
+                    last = self._delta(data, calls) if data not in (None, "[DONE]") else None
+                    if last:
+                        yield last
                 except BaseException:
                     # Hang up now rather than drain: an interrupted reply must stop the
                     # server generating (and billing), and an errored one is not reusable.
@@ -255,60 +302,75 @@ class OpenAIResponder(Responder):
             if not chunk:
                 break
             raw += chunk
-        excerpt = _error_excerpt(raw.decode("utf-8", errors="replace")) or response.reason or ""
+        excerpt = error_excerpt(raw.decode("utf-8", errors="replace")) or response.reason or ""
         return ResponderHTTPError(
             f"{self.url} answered HTTP {response.status}: {excerpt}", response.status
         )
 
-    def _delta(self, data: str) -> str | None:
+    def _delta(self, data: str, calls: ToolCallAssembler) -> str | None:
         try:
             event = json.loads(data)
         except json.JSONDecodeError:
             raise ResponderProtocolError(
-                f"malformed event from {self.url}: {_excerpt(data)!r}"
+                f"malformed event from {self.url}: {excerpt(data)!r}"
             ) from None
         if not isinstance(event, dict):
-            raise ResponderProtocolError(f"malformed event from {self.url}: {_excerpt(data)!r}")
+            raise ResponderProtocolError(f"malformed event from {self.url}: {excerpt(data)!r}")
         if "error" in event:
             # OpenAI reports failures after the 200 status as an event in the stream.
-            message = _error_message(event) or _excerpt(data)
+            message = error_message(event) or excerpt(data)
             raise ResponderError(f"{self.url} reported an error mid-stream: {message}")
         choices = event.get("choices")
         # Role-only, finish and usage-only chunks carry no text.
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             return None
         delta = choices[0].get("delta")
+        if isinstance(delta, dict):
+            calls.feed(delta.get("tool_calls"))
         content = delta.get("content") if isinstance(delta, dict) else None
         return content if isinstance(content, str) and content else None
 
 
-def _excerpt(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _EXCERPT_CHARS else f"{text[: _EXCERPT_CHARS - 3]}..."
+def create_responder(config: ResponderConfig) -> Responder:
+    """Build the responder the config names."""
+    responder: Responder = (
+        OpenAIResponder(config.openai) if config.kind == "openai" else EchoResponder()
+    )
+    responder.tools, responder.filler = config.tools, config.filler
+    return responder
 
 
-def _error_message(payload: dict[str, Any]) -> str | None:
-    # OpenAI: {"error": {"message": ...}}; Ollama: {"error": "..."}; vLLM/FastAPI: {"detail": ...}
-    error = payload.get("error")
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return _excerpt(error["message"])
-    for value in (error, payload.get("message"), payload.get("detail")):
-        if isinstance(value, str):
-            return _excerpt(value)
+_MAX_QUESTION_WORDS = 6
+_VERBS = frozenset({"get", "lookup", "look", "find", "check", "fetch", "read", "show", "search"})
+
+
+def named_tool(utterance: str, names: set[str]) -> str | None:
+    """The tool a question names, for the echo responder: a short question (ending in "?", at
+    most six words) holding every word of the tool's name but a leading verb ("What time is
+    it?" names get_time, "Where is my order?" names lookup_order)."""
+    text = utterance.strip()
+    words = "".join(c if c.isalnum() else " " for c in text.lower()).split()
+    if not text.endswith("?") or len(words) > _MAX_QUESTION_WORDS:
+        return None  # a longer question is echoed, as any other utterance
+    said = set(words)
+    for name in sorted(names):
+        words = [w for w in name.lower().replace("-", "_").split("_") if w]
+        if len(words) > 1 and words[0] in _VERBS:
+            words = words[1:]
+        if words and set(words) <= said:
+            return name
     return None
 
 
-def _error_excerpt(body: str) -> str:
-    try:
-        payload = json.loads(body)
-    except json.JSONDecodeError:
-        return _excerpt(body)
-    message = _error_message(payload) if isinstance(payload, dict) else None
-    return message or _excerpt(body)
-
-
-def create_responder(config: ResponderConfig) -> Responder:
-    """Build the responder the config names."""
-    if config.kind == "openai":
-        return OpenAIResponder(config.openai)
-    return EchoResponder()
+def spoken_outcome(outcome: ToolOutcome) -> str:
+    """A tool's result as the echo responder says it: its `text`, or its fields."""
+    label = outcome.call.name.replace("_", " ")
+    result = outcome.result
+    if outcome.error is not None:
+        return f"The {label} tool failed: {outcome.error}."
+    if isinstance(result, dict) and isinstance(result.get("text"), str):
+        return str(result["text"])
+    if isinstance(result, dict):
+        fields = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in result.items())
+        return f"{label}: {fields}."
+    return f"{label}: {result if isinstance(result, str) else json.dumps(result)}."

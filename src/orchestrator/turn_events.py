@@ -10,11 +10,13 @@ events and read actions without sockets, models or sleeps.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from voicefleet.orchestrator.protocol import ServerMessage
+from voicefleet.orchestrator.protocol_tools import TranscriptWord
 from voicefleet.orchestrator.session import State
 from voicefleet.orchestrator.vad import VadEvent
 
@@ -46,6 +48,8 @@ class Transcribed:
     text: str
     error: str | None = None
     queued_ms: float = 0.0  # how long it waited for the recognizer
+    words: tuple[TranscriptWord, ...] | None = None  # with word timings (hello.transcript_words)
+    confidence: float | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,46 @@ class Tick:
     """Time passes (limits are checked on it)."""
 
 
+@dataclass(frozen=True)
+class ReplyText:
+    """A reply's first words from the responder (its wait for the first token is over)."""
+
+    reply: int
+
+
+@dataclass(frozen=True)
+class ToolCalled:
+    """A reply's model called a tool; `where` answers it: client, server, or "" (no such
+    tool). `arguments` is the model's JSON text."""
+
+    reply: int
+    request_id: str
+    name: str
+    arguments: str
+    where: str
+
+
+@dataclass(frozen=True)
+class ToolAnswered:
+    """A call's result came back `by` the client (tool_response) or the server; `size` is the
+    result's JSON length in bytes."""
+
+    request_id: str
+    result: Any
+    error: str | None
+    by: str
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class ToolProblem:
+    """The reply's tool loop failed in a way the client should hear of (an error code)."""
+
+    reply: int
+    code: str
+    message: str
+
+
 TurnEvent = (
     Voicing
     | Heard
@@ -98,6 +142,10 @@ TurnEvent = (
     | InterruptRequest
     | Hangup
     | Tick
+    | ReplyText
+    | ToolCalled
+    | ToolAnswered
+    | ToolProblem
 )
 URGENT_EVENTS = (Voicing, Heard, TextInput, InterruptRequest, Hangup)
 """Handled before anything already queued: what the person does goes first."""
@@ -234,6 +282,35 @@ class SetHangover:
 
 
 @dataclass(frozen=True)
+class RunTool:
+    """Answer a call with one of the orchestrator's tools; its result comes back as
+    ToolAnswered(by="server")."""
+
+    reply: int
+    request_id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ResolveTool:
+    """Give the reply's waiting tool call its outcome: a result, or an error."""
+
+    reply: int
+    request_id: str
+    result: Any
+    error: str | None
+
+
+@dataclass(frozen=True)
+class SpeakFiller:
+    """Say a filler phrase in the reply now (it waits); it is not the model's words."""
+
+    reply: int
+    text: str
+
+
+@dataclass(frozen=True)
 class TurnEnded:
     """How the end of this turn was decided: `policy/verdict` (e.g. semantic/complete)."""
 
@@ -258,4 +335,7 @@ TurnAction = (
     | Measured
     | Decided
     | Close
+    | RunTool
+    | ResolveTool
+    | SpeakFiller
 )

@@ -19,6 +19,7 @@ from voicefleet.orchestrator.turn_events import (
     Remember,
     Send,
     StartReply,
+    Transcribed,
     TurnAction,
 )
 from voicefleet.orchestrator.vad import SpeechEnded
@@ -37,6 +38,10 @@ class TurnRules:
     max_turns: int = 0
     end_of_turn: EndOfTurnConfig = field(default_factory=lambda: EndOfTurnConfig(policy="silence"))
     judge: CompletenessJudge = field(default_factory=RuleJudge)
+    tool_timeout_s: float = 10.0  # the longest wait for one tool call's result
+    max_tool_result_bytes: int = 16_384
+    filler_after_s: float = 0.0  # a wait this long gets a filler phrase; 0: never
+    filler_phrases: tuple[str, ...] = ()
 
     @property
     def semantic(self) -> bool:
@@ -51,6 +56,9 @@ class ReplyState:
     user: str  # what the person said ("" for spoken-as-is text: nothing to remember)
     audible: bool = False
     ended: bool = False  # sent its last frame while a barge-in candidate was pending
+    has_text: bool = False  # the responder's first words came
+    waiting_since: float | None = None  # for the first words or a tool call (fillers)
+    filler_said: bool = False  # in the current wait
 
 
 @dataclass
@@ -62,6 +70,7 @@ class Speculation:
     pause_at: float = 0.0  # stream seconds where the pause began
     verdict: Verdict | None = None  # the judge's, once the text is in (semantic policy)
     queued_ms: float = 0.0  # how long its transcription waited for the recognizer
+    timed: Transcribed | None = None  # its result, for word timings
 
 
 class CoreState:

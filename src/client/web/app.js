@@ -180,6 +180,18 @@ class Session {
         store.agentText += message.text;
         transcript.agent(message.turn, message.text, message.final);
         break;
+      case "tool_request":
+        transcript.tool(`${message.tool_name}(${JSON.stringify(message.parameters)}) asked`);
+        break;
+      case "tool_result":
+        transcript.tool(
+          `${message.tool_name} (${message.by}) → ` +
+            (message.error ? `error: ${message.error}` : JSON.stringify(message.result)),
+        );
+        break;
+      case "tool_cancelled":
+        transcript.tool(`${message.request_id} cancelled (${message.reason})`);
+        break;
       case "audio_start":
         this.discarding = false;
         break;

@@ -48,6 +48,13 @@ export class TranscriptView {
     line.querySelector(".text").dataset.stopped = reason.replace("_", "-");
   }
 
+  /** A tool call of the agent: asked, answered, failed or cancelled. */
+  tool(text) {
+    const line = this.line("tool");
+    line.querySelector(".text").textContent = text;
+    this.scroll();
+  }
+
   /** A short note: connected, disconnected. */
   note(text) {
     const line = document.createElement("li");

@@ -38,6 +38,7 @@ from voicefleet.orchestrator.protocol import (
     dispatch_control,
     to_json,
 )
+from voicefleet.orchestrator.protocol_tools import ToolResponse
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,9 @@ class BridgedSession(Protocol):
 
     async def interrupt(self) -> None:
         """Stop the agent's reply."""
+
+    async def tool_response(self, response: ToolResponse) -> None:
+        """A client's answer to a tool_request."""
 
     async def close(self, reason: str) -> None:
         """End the session."""

@@ -35,6 +35,7 @@ from voicefleet.orchestrator.protocol import (
 )
 from voicefleet.orchestrator.responder import Responder
 from voicefleet.orchestrator.services import Services
+from voicefleet.orchestrator.tool_schema import ToolDeclarationError
 from voicefleet.orchestrator.transports.admission import ClientAddress, ConnectionRate
 from voicefleet.orchestrator.transports.websocket_sink import CLOSE_TIMEOUT_S, WebSocketSink
 
@@ -247,14 +248,17 @@ class WebSocketTransport:
             )
             return
         session_id = uuid.uuid4().hex[:16]
-        session = TurnController(
-            session_id,
-            hello,
-            self.services,
-            self.new_responder(),
-            connection.sink,
-            transport="websocket",
-        )
+        try:
+            session = TurnController(
+                session_id,
+                hello,
+                self.services,
+                self.new_responder(),
+                connection.sink,
+                transport="websocket",
+            )
+        except ToolDeclarationError as error:
+            raise ProtocolError("bad_tools", str(error)) from None
         connection.session = session
         self.sessions[session_id] = session
         await connection.sink.send_event(
