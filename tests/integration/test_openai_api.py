@@ -24,7 +24,7 @@ from voicefleet.asr.wer import word_error_rate
 from voicefleet.audio.encoding import encoder_for
 
 TOKEN = "openai-test-token"
-SENTENCE = "The museum opens at nine and closes at five on weekdays."
+SENTENCE = "The museum opens early in the morning and closes late on weekdays."
 PARAGRAPH = (
     "The harbour was quiet in the early morning. Fishing boats rocked gently at their moorings "
     "while gulls circled overhead. An old man mended his nets on the pier, humming a tune "
