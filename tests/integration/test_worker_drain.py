@@ -7,7 +7,7 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -23,13 +23,6 @@ from voicefleet.rpc.tts_client import PAUSE, RESUME, TTSClient
 TOKEN = "drain-test-token-" + "d" * 20
 # About 6 s of mock speech: the stream outlives the moment SIGTERM arrives.
 LONG_REPLY = " ".join(["This reply keeps speaking for a few seconds."] * 2)
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 def draining_worker(

@@ -8,7 +8,7 @@ import asyncio
 import socket
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import grpc
 import pytest
@@ -41,13 +41,6 @@ def scrape(port: int) -> Samples:
 def value(samples: Samples, name: str, **labels: str) -> float:
     """One sample's value; 0 for a labelled series not yet created."""
     return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def record_of(redis: Redis, keys: RegistryKeys, name: str) -> WorkerRecord:

@@ -43,13 +43,6 @@ def record(name: str) -> WorkerRecord:
 
 
 @pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 def keys() -> RegistryKeys:
     return RegistryKeys(f"view{next(_prefixes)}")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -44,13 +43,6 @@ def good_record(name: str) -> WorkerRecord:
 def good_dict(name: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(good_record(name).model_dump_json())
     return data
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
