@@ -186,7 +186,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-wyoming-") as name, running_stack() as stacked:
         stack, tmp = stacked[0], Path(name)
         # wyoming-piper from the peers' own venv (bench/peer_servers.py), as bench/peers.py runs it.
-        voice, argv = wyoming_piper_argv(ensure_venv() / "bin" / "python", tmp / "piper-data")
+        voice, argv = wyoming_piper_argv(ensure_venv(), tmp / "piper-data")
         peer = PeerServer("wyoming-piper", argv, tmp / "wyoming-piper.log")
         peer.launch()
         try:
