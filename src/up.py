@@ -302,9 +302,13 @@ def default_worker_configs() -> list[Path | None]:
     installed: a fleet of two engines and two voices (joe, heart)."""
     from voicefleet.tts.adapters import adapter_classes
 
-    piper = Path("configs") / "worker.yaml"
-    found: list[Path | None] = [piper if piper.is_file() else None]
-    hibari = Path("configs") / "worker-hibari.yaml"
+    # ./configs, else the checkout this package runs from (`up` started from another folder).
+    folders = [Path("configs"), Path(__file__).resolve().parents[1] / "configs"]
+    configs = next((f for f in folders if (f / "worker.yaml").is_file()), None)
+    if configs is None:
+        return [None]
+    found: list[Path | None] = [configs / "worker.yaml"]
+    hibari = configs / "worker-hibari.yaml"
     if hibari.is_file() and "hibari" in adapter_classes():
         found.append(hibari)
     return found
