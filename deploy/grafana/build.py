@@ -66,6 +66,17 @@ PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
         ],
     ),
     (
+        "Wyoming (per s)",
+        "short",
+        [
+            (
+                "{{request}}",
+                "sum by (request) (rate(voicefleet_wyoming_requests_total[5m]))",
+            ),
+            ("error {{code}}", "sum by (code) (rate(voicefleet_wyoming_errors_total[5m]))"),
+        ],
+    ),
+    (
         "Worker streams and sessions",
         "short",
         [

@@ -84,6 +84,18 @@ class OrchestratorMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.wyoming_requests = Counter(
+            "voicefleet_wyoming_requests",
+            "Wyoming requests, by kind (describe, synthesize, synthesize_stream, transcribe)",
+            ["request"],
+            registry=r,
+        )
+        self.wyoming_errors = Counter(
+            "voicefleet_wyoming_errors",
+            "Wyoming error events sent (and refused connections), by code",
+            ["code"],
+            registry=r,
+        )
         self.placements = Counter(
             "voicefleet_tts_placements",
             "Worker sessions opened, by whether the worker had the model resident or loaded it",

@@ -210,6 +210,16 @@ async def test_an_unknown_voice_is_an_error_and_the_connection_goes_on(
         await client.write_event(Synthesize("Hello there.", voice=SynthesizeVoice("joe")).event())
         pcm, _ = reply_audio(await read_until(client, "audio-stop"))
         assert len(pcm) > 0
+    # Counted for operators: requests by kind, error events by code.
+    _status, metrics = endpoint.stack.orchestrators[0].get("/metrics")
+    counted = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in metrics.splitlines()
+        if line.startswith("voicefleet_wyoming_")
+    }
+    assert counted['voicefleet_wyoming_errors_total{code="unknown_voice"}'] >= 2
+    assert counted['voicefleet_wyoming_requests_total{request="synthesize"}'] >= 2
+    assert counted['voicefleet_wyoming_requests_total{request="synthesize_stream"}'] >= 1
 
 
 async def test_bad_input_gets_error_events_and_the_connection_goes_on(endpoint: Endpoint) -> None:

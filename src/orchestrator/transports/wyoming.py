@@ -109,6 +109,15 @@ def _is_local(uri: str) -> bool:
         return parts.hostname == "localhost"
 
 
+# Event types that start a request, as counted in voicefleet_wyoming_requests_total.
+_REQUESTS = {
+    "describe": "describe",
+    "synthesize": "synthesize",
+    "synthesize-start": "synthesize_stream",
+    "transcribe": "transcribe",
+}
+
+
 class WyomingConnection(AsyncEventHandler):
     """One client: requests served one at a time, except that a text stream's audio flows out
     while its chunks still come in."""
@@ -129,6 +138,7 @@ class WyomingConnection(AsyncEventHandler):
         """Admit the client (or close at once), then serve its events until it leaves."""
         if self.peer and not self.server.allowed.allows(self.peer):
             log.warning("Wyoming: refused %s (not in allowed_addresses)", self.peer)
+            self.services.metrics.wyoming_errors.labels("not_allowed").inc()
             self.writer.close()
             return
         task = asyncio.current_task()
@@ -136,6 +146,7 @@ class WyomingConnection(AsyncEventHandler):
         try:
             if len(self.server.connections) >= self.config.max_connections:
                 message = f"{self.config.max_connections} connections are open; try again later"
+                self.services.metrics.wyoming_errors.labels("too_many_connections").inc()
                 await self.write_event(WyomingError("too_many_connections", message).event())
                 return
             self.server.connections.add(task)
@@ -166,6 +177,7 @@ class WyomingConnection(AsyncEventHandler):
                     return
                 await self.handle_event(event)
             except WyomingError as error:
+                self.services.metrics.wyoming_errors.labels(error.code).inc()
                 await self.write_event(error.event())
                 if error.fatal:
                     await self._linger()
@@ -186,6 +198,9 @@ class WyomingConnection(AsyncEventHandler):
         """Serve one event (WyomingError for a request refused); unknown types are dropped, as
         the protocol asks of servers."""
         kind = event.type
+        request = _REQUESTS.get(kind)
+        if request is not None and not (request == "synthesize" and self.speech.streaming):
+            self.services.metrics.wyoming_requests.labels(request).inc()
         if Describe.is_type(kind):
             await self.write_event(self.server.info().event())
         elif Ping.is_type(kind):

@@ -141,6 +141,7 @@ class Speech:
             await self._speak(stream, choice)
         except WyomingError as error:
             stream.failed = True
+            self.services.metrics.wyoming_errors.labels(error.code).inc()
             with contextlib.suppress(ConnectionError, OSError):
                 await self.send(error.event())
         except (ConnectionError, OSError):
