@@ -11,6 +11,7 @@ import pytest
 
 from tests.integration.conftest import PIPER, Stack, open_session, wait_for_event
 from tests.worker_process import WorkerProcess
+from voicefleet.livekit import FleetTTS
 from voicefleet.orchestrator.protocol import AudioEnd, ErrorEvent
 from voicefleet.rpc.generated import tts_pb2
 from voicefleet.rpc.tts_client import TTSClient
@@ -130,3 +131,17 @@ async def test_a_resident_cap_of_one_evicts_the_idle_model_for_the_new_voice(
     await asyncio.sleep(0.5)
     resident = list((await capabilities(worker)).resident_models)
     assert len(resident) == 1, resident
+
+
+async def test_fleet_tts_picks_the_engine_by_voice(two_engines: Stack) -> None:
+    """The livekit-agents plugin routes by public voice name like the orchestrator does."""
+    piper, hibari = two_engines.workers
+    for voice, worker, other in (("heart", hibari, piper), ("joe", piper, hibari)):
+        before, other_before = (w.log().count("started on model") for w in (worker, other))
+        async with FleetTTS(
+            redis_url=two_engines.redis_url, key_prefix=two_engines.prefix, voice=voice
+        ) as tts:
+            frames = [event.frame async for event in tts.synthesize("Hello from the fleet.")]
+        assert sum(f.samples_per_channel for f in frames) > 48_000 * 0.5, voice
+        assert worker.log().count("started on model") == before + 1, voice
+        assert other.log().count("started on model") == other_before, voice
