@@ -13,7 +13,9 @@ table and, as its last line, one JSON object.
 
 `--words` measures what word timings (`hello.transcript_words`) cost instead: a final's usual
 path (`tuned`) against the timed-segments path the session then takes, without (`segments`) and
-with word timestamps (`words`), same model and config.
+with word timestamps (`words`: the tuned decode, its words aligned on the same encoder output),
+and faster-whisper's own transcribe() with word timestamps (`words_transcribe`, what a clip too
+long for the short window, or a request with a prompt, gets), same model and config.
 
     .venv/bin/python bench/asr.py [--rounds 5] [--words]
 """
@@ -130,10 +132,19 @@ def word_runs(config: ASRConfig) -> dict[str, Callable[[Samples], str]]:
 
         return run
 
+    def transcribed(audio: Samples) -> str:
+        model = loaded._model
+        assert model is not None
+        found, _info = model.transcribe(
+            audio, language="en", beam_size=config.beam_size, word_timestamps=True
+        )
+        return " ".join(segment.text.strip() for segment in found)
+
     return {
         "tuned": lambda audio: loaded.transcribe(audio).text,
         "segments": timed(False),
         "words": timed(True),
+        "words_transcribe": transcribed,
     }
 
 

@@ -10,6 +10,7 @@ transcribe() with the full window; longer clips go there directly.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import zlib
@@ -29,7 +30,11 @@ from voicefleet.asr.models import base_model_dir, missing_base_message
 from voicefleet.asr.segments import Segment, SegmentOptions, Word
 from voicefleet.audio.pcm import Samples
 
+log = logging.getLogger(__name__)
 _FRAMES_PER_S = 100  # Whisper's log-mel hop is 10 ms
+_SAMPLES_PER_FRAME = 160  # at 16 kHz
+_MAX_MEDIAN_WORD_S = 0.7
+_SENTENCE_ENDS = ".!?"
 # The window must show some padding after the speech, or the decoder cannot see where it ends.
 _END_MARGIN_FRAMES = 50
 # Whisper speaks at most ~7 tokens a second; a decode longer than this has looped.
@@ -279,12 +284,20 @@ class FasterWhisperRecognizer(SpeechRecognizer):
         return " ".join(text for segment in segments if (text := segment.text.strip()))
 
     def segments(self, audio: Samples, options: SegmentOptions) -> Generator[Segment, None, None]:
-        """faster-whisper's transcribe() over 30 s windows, with timestamps (and word timings
-        when asked), the prompt and the configured beam; yields each segment as decoded."""
+        """The audio as timed segments. A clip that fits the short window, with no prompt and
+        no temperature, is one segment from the tuned decode (the finals' path), its words
+        aligned on the same encoder output; anything else goes through faster-whisper's
+        transcribe() over 30 s windows, with timestamps (and word timings when asked), the
+        prompt and the configured beam, each segment yielded as decoded."""
         model, _ = self._require()
         clip = check_audio(audio)
         if not clip.size:
             return
+        if not options.prompt and not options.temperature:
+            short = self._short_clip(clip, self.language_for(options.language), options.words)
+            if short is not None:
+                yield from short
+                return
         decoded, _info = model.transcribe(
             clip,
             language=self.language_for(options.language),
@@ -297,13 +310,18 @@ class FasterWhisperRecognizer(SpeechRecognizer):
         )
         for index, segment in enumerate(decoded):
             words = tuple(
-                Word(w.word.strip(), round(w.start, 3), round(w.end, 3), round(w.probability, 4))
+                Word(
+                    w.word.strip(),
+                    round(float(w.start), 3),
+                    round(float(w.end), 3),
+                    round(float(w.probability), 4),
+                )
                 for w in segment.words or ()
             )
             yield Segment(
                 id=index,
-                start=round(segment.start, 3),
-                end=round(segment.end, 3),
+                start=round(float(segment.start), 3),
+                end=round(float(segment.end), 3),
                 text=segment.text.strip(),
                 words=words,
                 avg_logprob=segment.avg_logprob,
@@ -311,3 +329,82 @@ class FasterWhisperRecognizer(SpeechRecognizer):
                 compression_ratio=segment.compression_ratio,
                 temperature=segment.temperature or 0.0,
             )
+
+    def _short_clip(self, clip: Samples, language: str, words: bool) -> list[Segment] | None:
+        """One decode of a clip that fits the short window, as a segment; None when it does not
+        fit or the decode looks wrong (the caller takes the full path)."""
+        if not self.config.chunk_length:
+            return None
+        features = self._features(clip)
+        if features is None:
+            return None
+        model, _ = self._require()
+        tokenizer = self._tokenizer_for(language)
+        began = time.perf_counter()
+        encoded = model.encode(features[np.newaxis])
+        max_new = self.config.chunk_length * _MAX_TOKENS_PER_S
+        prompt = self._prompt_for(language)
+        result: Any = model.model.generate(
+            encoded,
+            [prompt],
+            beam_size=self.config.beam_size,
+            max_length=len(prompt) + max_new,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=self._suppress,
+        )[0]
+        text = self._accept(result, tokenizer, max_new)
+        if text is None:
+            return None
+        if not text:
+            return []
+        tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+        duration = clip.size / self.sample_rate
+        timed: tuple[Word, ...] = ()
+        if words:
+            frames = min(clip.size // _SAMPLES_PER_FRAME, self._window_frames())
+            aligned = model.find_alignment(tokenizer, [tokens], encoded, frames)[0]
+            timed = _words(aligned, duration)
+        log_prob = float(result.scores[0]) * len(tokens) / (len(tokens) + 1)
+        segment = Segment(
+            id=0,
+            start=timed[0].start if timed else 0.0,
+            end=timed[-1].end if timed else round(duration, 3),
+            text=text,
+            words=timed,
+            avg_logprob=round(log_prob, 4),
+            no_speech_prob=round(float(result.no_speech_prob), 4),
+            compression_ratio=round(compression_ratio(text), 4),
+        )
+        elapsed_ms = (time.perf_counter() - began) * 1000
+        log.debug("short clip, words %s, in %.1f ms", words, elapsed_ms)
+        return [segment]
+
+
+def _words(aligned: list[dict[str, Any]], duration: float) -> tuple[Word, ...]:
+    """Aligned words as Words, punctuation joined to the word before it ("tonight" "." is
+    "tonight."), as faster-whisper's own word timestamps have it. Alignment stretches the
+    first word of a sentence back over the silence before it: such a word longer than twice
+    the median word (at most 1.4 s) starts that long before its end."""
+    words: list[Word] = []
+    for item in aligned:
+        text = str(item["word"]).strip()
+        if not text:
+            continue
+        if words and all(not c.isalnum() for c in text):
+            last = words[-1]
+            words[-1] = Word(last.word + text, last.start, last.end, last.probability)
+            continue
+        start, end = float(item["start"]), min(float(item["end"]), duration)
+        probability = float(item["probability"])
+        words.append(Word(text, round(start, 3), round(end, 3), round(probability, 4)))
+    if not words:
+        return ()
+    median = min(_MAX_MEDIAN_WORD_S, float(np.median([w.end - w.start for w in words])))
+    longest = 2 * median
+    for index, word in enumerate(words):
+        opens_sentence = index == 0 or words[index - 1].word[-1] in _SENTENCE_ENDS
+        if opens_sentence and longest and word.end - word.start > longest:
+            words[index] = Word(word.word, round(word.end - longest, 3), word.end, word.probability)
+    return tuple(words)

@@ -13,6 +13,7 @@ from voicefleet.asr.faster_whisper import (
     compression_ratio,
     repeats_itself,
 )
+from voicefleet.asr.segments import SegmentOptions
 from voicefleet.asr.wer import word_error_rate
 
 MAX_WER = 0.2
@@ -132,3 +133,38 @@ def test_repetition_checks_catch_a_sentence_said_twice() -> None:
     assert compression_ratio(looped) > 2.4
     assert compression_ratio("What time is it in Tokyo?") < 2.4
     assert compression_ratio("") == 0.0
+
+
+def test_word_timings_of_a_short_clip_come_from_the_tuned_decode(
+    recognizer: FasterWhisperRecognizer,
+) -> None:
+    """One segment whose words match the plain transcript, in order, inside the clip, with the
+    silence before the speech skipped; punctuation stays on its word."""
+    text = "Please book a table for two people at seven tonight."
+    audio = to_float(with_silence(piper_speech(text, deterministic=True), 16000, 0.8, 0.4))
+    (segment,) = recognizer.segments(audio, SegmentOptions(words=True))
+    assert segment.text == recognizer.transcribe(audio).text
+    assert word_error_rate(text, " ".join(w.word for w in segment.words)) <= MAX_WER
+    starts = [w.start for w in segment.words]
+    assert starts == sorted(starts) and all(w.start <= w.end for w in segment.words)
+    assert 0.5 <= segment.words[0].start <= 1.2  # after the 0.8 s of silence, roughly
+    assert segment.words[-1].end <= audio.size / 16000
+    assert segment.words[-1].word.endswith(".") and all(
+        any(c.isalnum() for c in w.word) for w in segment.words
+    )
+    assert 0 < min(w.probability for w in segment.words) <= 1
+
+
+def test_a_prompt_or_a_long_clip_takes_faster_whispers_own_path(
+    recognizer: FasterWhisperRecognizer,
+) -> None:
+    text = "Remind me to call the dentist on Monday."
+    long_clip = to_float(with_silence(piper_speech(text, deterministic=True), 16000, 0.5, 10.0))
+    for audio, options in (
+        (long_clip, SegmentOptions(words=True)),
+        (long_clip[: 16000 * 3], SegmentOptions(words=True, prompt="Dentist appointments.")),
+    ):
+        segments = list(recognizer.segments(audio, options))
+        heard = " ".join(w.word for s in segments for w in s.words)
+        assert word_error_rate(text, heard) <= MAX_WER, heard
+        assert all(isinstance(w.start, float) for s in segments for w in s.words)
