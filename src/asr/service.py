@@ -12,6 +12,8 @@ replicas of the model, `cpu_threads` each). Each result says how long it waited 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -137,15 +139,31 @@ class ASRService:
         loop = asyncio.get_running_loop()
         decoded = self.recognizer.segments(clip, options)
         self._files += 1
+        step: concurrent.futures.Future[Segment | None] | None = None
         try:
             while True:
-                segment = await loop.run_in_executor(self._executor, next, decoded, None)
+                step = self._executor.submit(next, decoded, None)
+                segment = await asyncio.wrap_future(step, loop=loop)
                 if segment is None:
                     return
                 yield segment
         finally:
-            self._files -= 1
-            decoded.close()
+            if step is not None and not step.done():
+                # Left while a thread decodes: closing the generator now would raise
+                # "generator already executing", and the model is still busy. That thread
+                # closes it once its step is over, and only then is the file done.
+                def finished(_step: object) -> None:
+                    decoded.close()
+                    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                        loop.call_soon_threadsafe(self._file_done)
+
+                step.add_done_callback(finished)
+            else:
+                decoded.close()
+                self._file_done()
+
+    def _file_done(self) -> None:
+        self._files -= 1
 
     async def _lane(self) -> None:
         while True:

@@ -272,3 +272,38 @@ def test_a_batch_through_the_real_model_reads_like_one_clip_at_a_time() -> None:
     for text, transcript in zip(texts, together[:3], strict=True):
         assert word_error_rate(text, transcript.text) <= 0.2, transcript.text
     assert recognizer.full_window_runs == 0
+
+
+async def test_timed_segments_stream_and_a_caller_may_leave_mid_decode() -> None:
+    """segments() yields the recognizer's segments; a caller cancelled while a thread decodes
+    gets CancelledError (not "generator already executing"), and the generator is closed once
+    that decode is over; partials then see the recognizer free again."""
+    from voicefleet.asr.segments import SegmentOptions
+
+    fake = GatedRecognizer()
+    fake.gate.set()
+    service = ASRService(ASRConfig(workers=1), recognizer=fake)
+    await service.start()
+    found = [s async for s in service.segments(np.zeros(1600, np.float32), SegmentOptions())]
+    assert [(s.text, s.end) for s in found] == [("1600", 0.1)]
+
+    fake.gate.clear()
+
+    async def consume() -> list[object]:
+        return [s async for s in service.segments(np.zeros(800, np.float32), SegmentOptions())]
+
+    task = asyncio.create_task(consume())
+    await wait_until(lambda: fake.running == 1)
+    # While a file decodes, the one lane is taken: a partial is dropped, never queued.
+    assert await service.partial(np.zeros(160, np.float32)) is None
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The thread still decodes: the recognizer is still busy for partials.
+    assert await service.partial(np.zeros(160, np.float32)) is None
+    fake.gate.set()
+    await wait_until(lambda: fake.running == 0)
+    await asyncio.sleep(0.05)  # the decode's step ends; the generator closes after it
+    partial = await service.partial(np.zeros(320, np.float32))
+    assert partial is not None and partial.text == "320"
+    service.close()
