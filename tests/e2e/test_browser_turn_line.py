@@ -28,7 +28,11 @@ def semantic_stack(tmp_path: Path, redis_url: str) -> Iterator[Stack]:
     built = Stack(tmp_path, redis_url)
     try:
         built.worker()
-        built.orchestrator(pipeline={"end_of_turn": {"policy": "semantic"}})
+        # A long fallback hangover: on a loaded machine the speculative transcript can take
+        # longer than 600 ms (466 ms of ASR once in CI), and then the silence, not the judge,
+        # would end the turn; this test is about what the page shows of the judge's decision.
+        pipeline = {"end_of_turn": {"policy": "semantic"}, "vad": {"hangover_ms": 3000}}
+        built.orchestrator(pipeline=pipeline)
         yield built
     finally:
         built.stop()
