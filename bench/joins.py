@@ -70,6 +70,7 @@ TEXTS = [
     "I am going to need a few more minutes to finish the report for the client.",
     "Well, that depends on a few things. Tell me more about what you need.",
     "Hello there, how are you doing today? I hope the weather is nice where you are.",
+    "Your order number is 48213 and the total comes to 129 dollars with tax.",
 ]
 
 

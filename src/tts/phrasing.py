@@ -42,6 +42,14 @@ _LEANING = _lexicon(
     " fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy"
     " eighty ninety hundred thousand million billion trillion half dozen"
 )
+_SPELLED_NUMBERS = _lexicon(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen"
+    " fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy"
+    " eighty ninety hundred thousand million billion trillion"
+)
+_CONJUNCTIONS = _lexicon("and or but so yet because while although though whereas")
+# What may follow "2 and" in one quantity ("2 and a half").
+_FRACTION_WORDS = _lexicon("a an half quarter")
 # Words that start a noun phrase: the only place for a cut that has no opener, since a plain
 # boundary elsewhere may split an adjective from its noun ("delicious | bread").
 _NOUN_PHRASE_STARTS = _lexicon(
@@ -108,7 +116,7 @@ def may_cut_before(words: Sequence[Word], index: int, *, plain: bool) -> bool:
     would split a name, a number and its unit, or a word that leans on the next.
     """
     before, word, after = words[index - 1], words[index], words[index + 1]
-    if _leans_forward(before):
+    if _leans_forward(before) and not _number_ends_before(before, word, after):
         return False
     if word.bare in _OPENERS:
         # "Barnes and Noble" (a capitalized first word of the sentence is no sign of a name)
@@ -117,6 +125,19 @@ def may_cut_before(words: Sequence[Word], index: int, *, plain: bool) -> bool:
         return not (word.bare == "to" and before.bare in _BEFORE_INFINITIVE)
     starts_noun_phrase = word.bare in _NOUN_PHRASE_STARTS or word.text[0] in _NUMBER_STARTS
     return plain and starts_noun_phrase and before.bare not in _AUXILIARIES  # "we have | a"
+
+
+def _number_ends_before(before: Word, word: Word, after: Word) -> bool:
+    """A number is over when a conjunction follows that does not go on counting: "48213 | and
+    the total"; but not "5 and 6", "2 and a half" (nor "5 | in the evening": a preposition
+    after a number is often part of one expression)."""
+    if not _is_number(before) or word.bare not in _CONJUNCTIONS:
+        return False
+    return not (_is_number(after) or after.bare in _FRACTION_WORDS)
+
+
+def _is_number(word: Word) -> bool:
+    return any(char.isdigit() for char in word.text) or word.bare in _SPELLED_NUMBERS
 
 
 def _leans_forward(word: Word) -> bool:

@@ -20,6 +20,8 @@ def cut_ok(marked: str, *, plain: bool = False) -> bool:
         "We drove from New York |to Salt Lake City",
         "I went to Barnes and Noble |and bought a book",
         "I will meet Anna |in the park today",
+        "Your order number is 48213 |and the total comes to ten",  # a number is over
+        "The code is twenty four |but the door is open",
     ],
 )
 def test_a_cut_before_a_phrase_opener(marked: str) -> None:
@@ -34,6 +36,9 @@ def test_a_cut_before_a_phrase_opener(marked: str) -> None:
         "It was a cup |of tea after all",  # "of" binds
         "I went to Barnes |and Noble yesterday",  # a name joined by "and"
         "We met at 5 |in the evening",  # after a number
+        "I need 2 |and a half cups of flour",  # one quantity
+        "Pick 5 |or 6 of the apples today",  # counting goes on
+        "It costs $20 |and 50 cents today",
         "Please call Mr. |Smith about it",
         "The quick brown fox |jumps over the dog",  # no opener
     ],
