@@ -237,11 +237,19 @@ class FasterWhisperRecognizer(SpeechRecognizer):
     def _decode_windows(self, features: list[np.ndarray], languages: list[str]) -> list[str | None]:
         """Decode a batch of windows, each in its language; None where a result shows a short
         window's failures."""
-        model, tokenizer = self._require()
+        _, tokenizer = self._require()
+        _, results, max_new = self._generate(features, languages)
+        return [self._accept(result, tokenizer, max_new) for result in results]
+
+    def _generate(
+        self, features: list[np.ndarray], languages: list[str]
+    ) -> tuple[Any, list[Any], int]:
+        """One encoder call and one greedy/beam decode over a batch of padded windows: the
+        encoder output, each window's result, and the most tokens a result may hold."""
+        model, _ = self._require()
         prompts = [self._prompt_for(language) for language in languages]
-        window_s = self.config.chunk_length or 30
         encoded = model.encode(np.stack(features))
-        max_new = window_s * _MAX_TOKENS_PER_S
+        max_new = (self.config.chunk_length or 30) * _MAX_TOKENS_PER_S
         results: list[Any] = model.model.generate(
             encoded,
             prompts,
@@ -252,7 +260,7 @@ class FasterWhisperRecognizer(SpeechRecognizer):
             suppress_blank=True,
             suppress_tokens=self._suppress,
         )
-        return [self._accept(result, tokenizer, max_new) for result in results]
+        return encoded, results, max_new
 
     @staticmethod
     def _accept(result: Any, tokenizer: Tokenizer, max_new: int) -> str | None:
@@ -341,19 +349,7 @@ class FasterWhisperRecognizer(SpeechRecognizer):
         model, _ = self._require()
         tokenizer = self._tokenizer_for(language)
         began = time.perf_counter()
-        encoded = model.encode(features[np.newaxis])
-        max_new = self.config.chunk_length * _MAX_TOKENS_PER_S
-        prompt = self._prompt_for(language)
-        result: Any = model.model.generate(
-            encoded,
-            [prompt],
-            beam_size=self.config.beam_size,
-            max_length=len(prompt) + max_new,
-            return_scores=True,
-            return_no_speech_prob=True,
-            suppress_blank=True,
-            suppress_tokens=self._suppress,
-        )[0]
+        encoded, (result,), max_new = self._generate([features], [language])
         text = self._accept(result, tokenizer, max_new)
         if text is None:
             return None

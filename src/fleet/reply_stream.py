@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from voicefleet.fleet.attempt import Attempt
-from voicefleet.fleet.errors import NoWorkerAvailable, UnknownVoice
+from voicefleet.fleet.errors import NoWorkerAvailable
 from voicefleet.fleet.faults import Fault, classify, describe
 from voicefleet.fleet.speech import SpeakerSettings, SpeechFailed, SpeechFrame, WorkerSession
 from voicefleet.rpc.generated import tts_pb2
@@ -236,12 +236,11 @@ class ReplyStream:
             while not self.stopped:
                 try:
                     worker = await self.speaker.open(excluded)
-                except (NoWorkerAvailable, SpeechFailed) as error:
-                    if isinstance(error, SpeechFailed):
-                        self.error = error
-                    else:
-                        code = "unknown_voice" if isinstance(error, UnknownVoice) else "tts_failed"
-                        self.error = SpeechFailed(code, str(error))
+                except SpeechFailed as error:
+                    self.error = error
+                    return
+                except NoWorkerAvailable as error:
+                    self.error = SpeechFailed.unroutable(error)
                     return
                 attempt = Attempt(self, worker, base, skip)
                 self._current = attempt

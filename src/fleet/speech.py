@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from voicefleet.fleet.errors import NoWorkerAvailable, UnknownVoice
 from voicefleet.rpc.tts_client import TTSClient
 
 
@@ -14,6 +15,12 @@ class SpeechFailed(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+    @classmethod
+    def unroutable(cls, error: NoWorkerAvailable) -> SpeechFailed:
+        """What a routing error means to the client: `unknown_voice` or `tts_failed`."""
+        code = "unknown_voice" if isinstance(error, UnknownVoice) else "tts_failed"
+        return cls(code, str(error))
 
 
 @dataclass(frozen=True)

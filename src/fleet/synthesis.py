@@ -16,11 +16,10 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 
 from voicefleet.audio.pcm import float_to_s16le, s16le_to_float
 from voicefleet.audio.resample import StreamResampler
-from voicefleet.fleet.errors import NoWorkerAvailable, UnknownVoice
 from voicefleet.fleet.pool import WorkerPool
 from voicefleet.fleet.router import Router
 from voicefleet.fleet.speaker import Speaker
-from voicefleet.fleet.speech import SpeakerSettings, SpeechFailed
+from voicefleet.fleet.speech import SpeakerSettings
 
 FLEET_RATE = 48_000
 
@@ -71,12 +70,6 @@ async def synthesize(
             await stream.aclose()
         with contextlib.suppress(Exception):
             await speaker.close()
-
-
-def speech_failed(error: NoWorkerAvailable) -> SpeechFailed:
-    """The SpeechFailed a routing error stands for (as ReplyStream reports it)."""
-    code = "unknown_voice" if isinstance(error, UnknownVoice) else "tts_failed"
-    return SpeechFailed(code, str(error))
 
 
 class PcmConverter:

@@ -16,6 +16,7 @@ import av
 import numpy as np
 import openai
 import pytest
+import soxr
 
 from tests.integration.conftest import PIPER, Stack
 from tests.speech import piper_speech, write_wav
@@ -72,8 +73,6 @@ def decode(data: bytes) -> tuple[np.ndarray, int]:
 
 
 def heard(recognizer: FasterWhisperRecognizer, samples: np.ndarray, rate: int) -> str:
-    import soxr
-
     return recognizer.transcribe(soxr.resample(samples, rate, 16_000).astype(np.float32)).text
 
 

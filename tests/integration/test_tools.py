@@ -23,6 +23,7 @@ from tests.integration.conftest import (
     wait_for_event,
 )
 from tests.speech import piper_speech
+from tests.tools import LOOKUP_ORDER
 from tests.worker_process import free_port
 from voicefleet.asr.faster_whisper import FasterWhisperRecognizer
 from voicefleet.asr.wer import normalize_words
@@ -42,18 +43,6 @@ from voicefleet.orchestrator.protocol_tools import (
     ToolResult,
 )
 
-LOOKUP_ORDER = {
-    "type": "function",
-    "function": {
-        "name": "lookup_order",
-        "description": "Where an order is.",
-        "parameters": {
-            "type": "object",
-            "properties": {"order_id": {"type": "string"}},
-            "required": ["order_id"],
-        },
-    },
-}
 LLM_PORT = free_port()
 TOOL_PORT = free_port()
 OTHER_PORT = free_port()

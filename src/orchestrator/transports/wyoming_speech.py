@@ -18,7 +18,7 @@ from wyoming.tts import SynthesizeStopped
 
 from voicefleet.fleet.errors import NoWorkerAvailable
 from voicefleet.fleet.speech import SpeechFailed
-from voicefleet.fleet.synthesis import PcmConverter, check_voice, speech_failed, synthesize
+from voicefleet.fleet.synthesis import PcmConverter, check_voice, synthesize
 from voicefleet.orchestrator.config import WyomingConfig
 from voicefleet.orchestrator.services import Services
 from voicefleet.orchestrator.transports.wyoming_events import (
@@ -89,7 +89,7 @@ class Speech:
             check_voice(self.services.router, choice.voice, language=choice.language)
         except NoWorkerAvailable as error:
             stream.failed = True
-            failed = speech_failed(error)
+            failed = SpeechFailed.unroutable(error)
             raise WyomingError(failed.code, failed.message) from None
         # Started before the text: the worker session opens while the first words come.
         stream.task = asyncio.create_task(self._speak_stream(stream, choice))

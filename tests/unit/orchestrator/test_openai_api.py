@@ -110,10 +110,12 @@ def test_bad_speech_requests(fields: dict[str, Any], status: int, param: str) ->
 
 
 def test_routing_failures_map_to_statuses() -> None:
-    assert _refusal(UnknownVoice("no voice 'x'")).status == 400
-    assert _refusal(UnknownVoice("no voice 'x'")).code == "unknown_voice"
+    unknown = SpeechFailed.unroutable(UnknownVoice("no voice 'x'"))
+    assert _refusal(unknown).status == 400
+    assert _refusal(unknown).code == "unknown_voice"
     assert _refusal(SpeechFailed("tts_rejected", "speed out of range")).status == 400
-    assert _refusal(NoWorkerAvailable("no TTS worker is registered")).status == 503
+    nobody = SpeechFailed.unroutable(NoWorkerAvailable("no TTS worker is registered"))
+    assert _refusal(nobody).status == 503
     assert _refusal(SpeechFailed("tts_failed", "every worker failed")).status == 503
 
 
@@ -147,8 +149,11 @@ def test_bad_transcription_forms(fields: dict[str, Any], status: int, param: str
 
 
 def test_the_configured_asr_model_is_accepted_by_name() -> None:
-    check_form(api(), form(model="tiny.en"))
-    check_form(api(), form(stream=True, response_format="text"))
+    assert check_form(api(), form(model="tiny.en")) is None  # raises ApiError when refused
+    assert check_form(api(), form(stream=True, response_format="text")) is None
+    with pytest.raises(ApiError) as refused:  # a neighbouring name is not the model
+        check_form(api(), form(model="tiny"))
+    assert refused.value.status == 404
 
 
 def test_subtitle_cues_and_clock() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from tests.tools import LOOKUP_ORDER
 from voicefleet.orchestrator.protocol import (
     Hello,
     ProtocolError,
@@ -21,18 +22,7 @@ from voicefleet.orchestrator.protocol_tools import ToolRequest, ToolResponse, Tr
 from voicefleet.orchestrator.tool_config import HttpToolConfig, ToolsConfig
 from voicefleet.orchestrator.tool_schema import ToolDeclarationError, client_tools
 
-TOOL: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": "lookup_order",
-        "description": "Where an order is.",
-        "parameters": {
-            "type": "object",
-            "properties": {"order_id": {"type": "string"}},
-            "required": ["order_id"],
-        },
-    },
-}
+TOOL = LOOKUP_ORDER
 
 
 def tool(**function: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from voicefleet.audio.encoding import CONTENT_TYPES, FORMATS, encoder_for
-from voicefleet.fleet.errors import NoWorkerAvailable, UnknownVoice
+from voicefleet.fleet.errors import NoWorkerAvailable
 from voicefleet.fleet.speech import SpeechFailed
 from voicefleet.fleet.synthesis import PcmConverter, check_voice, synthesize
 from voicefleet.orchestrator.transports.openai.context import OpenAIApi
@@ -117,11 +117,11 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _refusal(error: SpeechFailed | NoWorkerAvailable) -> ApiError:
+def _refusal(error: SpeechFailed) -> ApiError:
     """What a routing or speaking failure before any audio means to the client."""
-    if isinstance(error, UnknownVoice) or getattr(error, "code", "") == "unknown_voice":
-        return bad_request(str(error), "voice", "unknown_voice")
-    if isinstance(error, SpeechFailed) and error.code == "tts_rejected":
+    if error.code == "unknown_voice":
+        return bad_request(error.message, "voice", "unknown_voice")
+    if error.code == "tts_rejected":
         return bad_request(error.message)
     return ApiError(503, f"no TTS worker could speak it: {error}", code="tts_unavailable")
 
@@ -132,7 +132,7 @@ async def _speak(
     try:
         check_voice(api.services.router, wanted.voice, wanted.model)
     except NoWorkerAvailable as error:
-        raise _refusal(error) from None
+        raise _refusal(SpeechFailed.unroutable(error)) from None
     options = {"speed": f"{wanted.speed:g}"} if wanted.speed != 1.0 else None
     frames = synthesize(
         api.services.router,
