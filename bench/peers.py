@@ -58,6 +58,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="fewer texts, clips and rounds")
     parser.add_argument("--only", choices=("tts", "asr"), help="run one side only")
     parser.add_argument("--json", type=Path, help="also write every figure and row here")
+    parser.add_argument("--texts", help="only these TTS texts, by name (comma-separated)")
     args = parser.parse_args()
     args.rounds = args.rounds or (QUICK_ROUNDS if args.quick else 5)
     return args
@@ -83,6 +84,11 @@ def plan(args: argparse.Namespace, python: Path, tmp: Path) -> Plan:
     planned = Plan()
     if args.only in (None, "tts"):
         names = peer_tts.QUICK_CASES if args.quick else [c.name for c in peer_tts.CASES]
+        if args.texts:
+            names = args.texts.split(",")
+            unknown = set(names) - {c.name for c in peer_tts.CASES}
+            if unknown:
+                raise SystemExit(f"unknown texts {sorted(unknown)}; see bench/peer_tts.py CASES")
         planned.tts_cases = [case for case in peer_tts.CASES if case.name in names]
         voice, argv = peer_tts.wyoming_piper_argv(python, tmp / "piper-data")
         planned.piper_voice = voice

@@ -69,6 +69,11 @@ class WorkerMetrics:
         self.frames_sent = Counter(
             "voicefleet_worker_frames_sent", "20 ms audio frames sent", registry=r
         )
+        self.audio_rendered = Counter(
+            "voicefleet_worker_audio_rendered_seconds",
+            "Audio synthesized, in seconds; beyond frames sent x 20 ms: rendered, never sent",
+            registry=r,
+        )
         self.control_seconds = Histogram(
             "voicefleet_worker_control_seconds",
             "PAUSE/STOP received -> obeyed (the stream's sender holds or ends before its next "

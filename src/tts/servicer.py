@@ -11,7 +11,6 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 import grpc
@@ -25,6 +24,7 @@ from voicefleet.tts.adapters import adapter_classes
 from voicefleet.tts.auth import Credentials
 from voicefleet.tts.errors import Draining, InvalidRequest, SessionBusy, WorkerError
 from voicefleet.tts.models import ModelManager, ModelStatus
+from voicefleet.tts.scheduling import DeadlineExecutor
 from voicefleet.tts.session import SessionTable, WorkerSession
 from voicefleet.tts.stats import WorkerStats
 from voicefleet.tts.stream import StreamSettings, SynthesisStream
@@ -124,7 +124,7 @@ class TTSServicer(tts_pb2_grpc.TTSServicer):
         worker_name: str,
         models: ModelManager,
         sessions: SessionTable,
-        executor: Executor,
+        executor: DeadlineExecutor,
         settings: StreamSettings,
         stats: WorkerStats,
         credentials: Credentials | None = None,

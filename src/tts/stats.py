@@ -53,6 +53,7 @@ class WorkerStats:
         """One segment: seconds spent computing it and seconds of audio it gave."""
         if audio_s <= 0:
             return
+        self.metrics.audio_rendered.inc(audio_s)
         sample = compute_s / audio_s
         self.rtf = sample if self.rtf is None else self.rtf + self._smoothing * (sample - self.rtf)
         self.metrics.rtf.observe(sample)

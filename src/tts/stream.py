@@ -3,7 +3,10 @@
 Three cooperating parts:
 - the text reader validates chunks and cuts them into segments as they arrive;
 - the renderer synthesizes each segment on a worker thread and turns it into frames
-  (OutputChain), handing frames to the event loop as soon as each adapter chunk is done;
+  (OutputChain), handing frames to the event loop as soon as each adapter chunk is done. Each
+  segment is due when the listener would run out of audio without it (the synthesis threads
+  take the earliest first: scheduling.py); a paced reply's later segments wait until they are
+  due within `render_ahead_ms`;
 - the sender (the response generator) releases frames no more than `max_lead_ms` ahead of real
   time, and checks PAUSE/STOP immediately before each frame, so a command takes effect on the
   next frame boundary however much audio is buffered.
@@ -17,7 +20,6 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from voicefleet.audio.format import FRAME_MS, FRAME_SAMPLES, OUTPUT_SAMPLE_RATE
@@ -27,11 +29,13 @@ from voicefleet.audio.pacing import PacingClock
 from voicefleet.rpc.generated import tts_pb2
 from voicefleet.tts.adapters.base import TTSAdapter
 from voicefleet.tts.errors import InvalidRequest, SynthesisFailed, WorkerError
+from voicefleet.tts.scheduling import DeadlineExecutor
 from voicefleet.tts.segmenter import FirstSegment, Segment, TextSegmenter
 from voicefleet.tts.session import StreamControl, WorkerSession
 from voicefleet.tts.stats import WorkerStats
 
 log = logging.getLogger(__name__)
+_FRAME_S = FRAME_MS / 1000
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class StreamSettings:
     """Per-stream limits and output settings (from the worker config)."""
 
     max_lead_ms: int
+    render_ahead_ms: int | None
     max_chunk_chars: int
     max_stream_chars: int
     target_lufs: float
@@ -65,7 +70,7 @@ class SynthesisStream:
         self,
         session: WorkerSession,
         adapter_for: Callable[[str], TTSAdapter],
-        executor: Executor,
+        executor: DeadlineExecutor,
         settings: StreamSettings,
         stats: WorkerStats,
     ) -> None:
@@ -83,6 +88,7 @@ class SynthesisStream:
         self._error: WorkerError | None = None
         self._first_text_at: float | None = None
         self._first_frame_sent = asyncio.Event()
+        self._rendered_s = 0.0  # audio of the segments rendered so far
         self._waiting = 0  # segments queued, not yet rendering
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -200,13 +206,23 @@ class SynthesisStream:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(0.05):
                         await self._first_frame_sent.wait()
+            if index >= 1:
+                await self._until_needed()
             adapter = self._adapter_for(self.session.model_id)
             if chain is None or chain.native_rate != adapter.sample_rate:
                 chain = self._new_chain(adapter, chain, index, span)
             span = (segment.start, segment.end)
             try:
-                await self._loop.run_in_executor(
-                    self._executor, self._render_segment, adapter, chain, segment, index, joined
+                self._rendered_s += await asyncio.wrap_future(
+                    self._executor.submit_due(
+                        self._deadline(index),
+                        self._render_segment,
+                        adapter,
+                        chain,
+                        segment,
+                        index,
+                        joined,
+                    )
                 )
             except WorkerError as error:
                 self._fail(error)
@@ -222,6 +238,29 @@ class SynthesisStream:
         for position, pcm in enumerate(tail):
             self._frames.put_nowait(_Frame(pcm, max(index - 1, 0), span, final=position == last))
 
+    async def _until_needed(self) -> None:
+        """A paced stream's next segment waits until its listener has `render_ahead_ms` of
+        audio left (a STOP or a failure ends the wait)."""
+        ahead_ms = self._settings.render_ahead_ms
+        if ahead_ms is None or self.session.unpaced:
+            return
+        # Paused, the listener plays nothing: this keeps waiting. A STOP cancels the task.
+        while True:
+            wait_s = self._unsent_s() - ahead_ms / 1000
+            if wait_s <= 0:
+                return
+            await asyncio.sleep(max(wait_s, _FRAME_S))
+
+    def _unsent_s(self) -> float:
+        """Audio rendered but not yet sent: the least the listener still has to play."""
+        return max(0.0, self._rendered_s - self.frames_sent * _FRAME_S)
+
+    def _deadline(self, index: int) -> float:
+        """When the listener runs out of audio without segment `index`: now for the first
+        one, else once what was rendered before it and not yet sent has played."""
+        now = self._executor.clock()
+        return now if index == 0 else now + self._unsent_s()
+
     def _new_chain(
         self, adapter: TTSAdapter, old: OutputChain | None, index: int, span: tuple[int, int]
     ) -> OutputChain:
@@ -233,8 +272,9 @@ class SynthesisStream:
 
     def _render_segment(
         self, adapter: TTSAdapter, chain: OutputChain, segment: Segment, index: int, joined: bool
-    ) -> None:
-        """Worker thread: synthesize one segment, handing frames over chunk by chunk."""
+    ) -> float:
+        """Worker thread: synthesize one segment, handing frames over chunk by chunk; returns
+        the seconds of audio rendered."""
         started = time.perf_counter()
         audio_s = 0.0
         text = segment.text
@@ -246,7 +286,7 @@ class SynthesisStream:
         )
         for chunk in chunks:
             if self._cancelled.is_set():
-                return
+                return audio_s
             if audio_s == 0.0 and log.isEnabledFor(logging.DEBUG):
                 log.debug(
                     "session %s segment %d: %.1f ms to first chunk (%r)",
@@ -259,6 +299,7 @@ class SynthesisStream:
             frames = [_Frame(pcm, index, span) for pcm in chain.render(chunk)]
             self._loop.call_soon_threadsafe(self._deliver, frames)
         self._stats_later(time.perf_counter() - started, audio_s)
+        return audio_s
 
     def _stats_later(self, compute_s: float, audio_s: float) -> None:
         self._loop.call_soon_threadsafe(self._stats.record_synthesis, compute_s, audio_s)

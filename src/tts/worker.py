@@ -8,7 +8,6 @@ import ipaddress
 import logging
 import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -26,6 +25,7 @@ from voicefleet.tts.errors import Draining
 from voicefleet.tts.metrics import MetricsServer, WorkerMetrics
 from voicefleet.tts.models import ModelManager
 from voicefleet.tts.registration import Registrar
+from voicefleet.tts.scheduling import DeadlineExecutor
 from voicefleet.tts.servicer import TTSServicer
 from voicefleet.tts.session import SessionTable
 from voicefleet.tts.stats import WorkerStats
@@ -74,7 +74,7 @@ class Worker:
         self.port = 0
         self.metrics = WorkerMetrics()
         self.stats = WorkerStats(metrics=self.metrics)
-        self.executor = ThreadPoolExecutor(config.synthesis_threads, thread_name_prefix="synth")
+        self.executor = DeadlineExecutor(config.synthesis_threads, name="synth")
         self.models = ModelManager(
             {spec.id: spec for spec in config.models},
             config.default_model,
@@ -95,6 +95,7 @@ class Worker:
             self.executor,
             StreamSettings(
                 max_lead_ms=config.max_lead_ms,
+                render_ahead_ms=config.render_ahead_ms,
                 max_chunk_chars=config.limits.max_chunk_chars,
                 max_stream_chars=config.limits.max_stream_chars,
                 target_lufs=config.loudness.target_lufs,

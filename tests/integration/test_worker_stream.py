@@ -9,7 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from tests.worker_process import WorkerProcess
+from tests.integration.test_worker_metrics import scrape, value
+from tests.worker_process import WorkerProcess, free_port
 from voicefleet.audio.pcm import s16le_to_float
 from voicefleet.rpc.generated import tts_pb2
 from voicefleet.rpc.tts_client import PAUSE, RELOAD, RESUME, STOP, TTSClient
@@ -313,3 +314,72 @@ async def test_an_unpaced_session_sends_faster_than_real_time(client: TTSClient)
     assert fast_audio == paced_audio > 5.0
     assert paced >= paced_audio - 0.5  # held to real time (the lead is 200 ms)
     assert fast < 0.6 * fast_audio, (fast, fast_audio)
+
+
+async def test_a_new_reply_overtakes_segments_other_streams_do_not_need_yet(  # type: ignore[no-untyped-def]
+    start_worker,
+) -> None:
+    """One synthesis thread, three streams with seconds of audio still to render and their next
+    segment queued: a fourth stream's first segment is rendered next, not after theirs."""
+    worker = start_worker(
+        models=[{"id": "mock", "adapter": "mock", "options": {"rtf": 0.25}}],
+        default_model="mock",
+        synthesis_threads=1,
+        render_ahead_ms=None,  # every busy stream renders ahead: their segments queue
+    )
+    sentence = "This sentence is long enough to take a while to render on the worker. "
+    async with TTSClient(worker.address) as tts:
+        first_frames: dict[str, float] = {}
+
+        async def speak(sid: str, text: str) -> None:
+            await tts.start_session(sid)
+            began = time.perf_counter()
+            async for frame in tts.synthesize(sid, [text]):
+                first_frames.setdefault(sid, time.perf_counter() - began)
+                if frame.final:
+                    break
+
+        busy = [asyncio.create_task(speak(f"busy-{i}", sentence * 6)) for i in range(3)]
+        while len(first_frames) < 3:  # every busy stream is playing, its next segment queued
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        await speak("new", "Yes, of course.")
+        for task in busy:
+            task.cancel()
+        await asyncio.gather(*busy, return_exceptions=True)
+    # The busy streams take turns on the thread, ~0.5 s of mock rendering (rtf 0.25) a segment.
+    # In arrival order the new reply waits for the one rendering and the two queued (measured:
+    # 1.6 s); by deadline, only for the one rendering (measured: 0.2 s).
+    assert first_frames["new"] < 0.9, first_frames
+
+
+@pytest.mark.parametrize("render_ahead_ms", [1500, None])
+async def test_a_paced_reply_renders_its_later_segments_only_as_they_are_needed(  # type: ignore[no-untyped-def]
+    start_worker, render_ahead_ms: int | None
+) -> None:
+    """A long reply stopped after its first second: with render_ahead_ms, the worker rendered
+    little more than the lead it keeps; without, the whole text at once (the contrast shows
+    the measure can tell them apart)."""
+    port = free_port()
+    worker = start_worker(
+        models=[{"id": "mock", "adapter": "mock"}],
+        default_model="mock",
+        render_ahead_ms=render_ahead_ms,
+        metrics={"host": "127.0.0.1", "port": port},
+    )
+    text = " ".join(["Every one of these sentences takes about three seconds to say."] * 12)
+    async with TTSClient(worker.address) as tts:
+        await tts.start_session("long")
+        frames = 0
+        async for _frame in tts.synthesize("long", [text]):
+            frames += 1
+            if frames == 50:  # one second heard
+                break
+        await tts.control("long", STOP)
+        await asyncio.sleep(0.3)
+    rendered = value(scrape(port), "voicefleet_worker_audio_rendered_seconds_total")
+    assert frames == 50
+    if render_ahead_ms is None:
+        assert rendered > 30, rendered  # all twelve sentences
+    else:
+        assert 1.0 < rendered < 8.0, rendered  # the first segment and the next one or two
