@@ -182,7 +182,7 @@ def describe(reached: dict[str, Any] | None, limits: tuple[Limit, ...]) -> str:
 def run_workers(count: int, args: argparse.Namespace, clips: list[Clip]) -> list[dict[str, Any]]:
     """A fresh stack with `count` workers; every (mode, N) against it; rows in run order."""
     threads = 2 if count == 1 else 1  # as many inference threads as cores, either way
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = json.loads(args.worker) if args.worker else {}
     if args.worker_max_sessions:
         extra["limits"] = {"max_sessions": args.worker_max_sessions}
     rows = []
@@ -198,7 +198,8 @@ def run_workers(count: int, args: argparse.Namespace, clips: list[Clip]) -> list
         # Sessions are counted from upgrade and closed ones linger for a moment: room for that;
         # and no per-address rate limit (every client comes from 127.0.0.1).
         http = {"max_sessions": 2 * max(args.sizes) + 8, "connections_per_ip_per_minute": 0}
-        orchestrator = stack.orchestrator(http=http)
+        pipeline = json.loads(args.pipeline) if args.pipeline else {}
+        orchestrator = stack.orchestrator(http=http, pipeline=pipeline)
         assert orchestrator.proc is not None
         pids = {"orchestrator": orchestrator.proc.pid, **pids}
         pids |= {"valkey": valkey_pid, "bench": os.getpid()}
@@ -257,6 +258,12 @@ def main() -> int:
     )
     parser.add_argument("--worker-max-sessions", type=int, help="worker limits.max_sessions")
     parser.add_argument("--json", type=Path, help="write every row here")
+    parser.add_argument(
+        "--worker", help='worker settings, JSON (e.g. \'{"synthesis_order": "arrival"}\')'
+    )
+    parser.add_argument(
+        "--pipeline", help="orchestrator pipeline, JSON (e.g. '{\"partial_interval_s\": 0}')"
+    )
     args = parser.parse_args()
     args.sizes = [int(n) for n in args.sessions.split(",")]
     args.modes = args.modes.split(",")

@@ -219,12 +219,16 @@ class WorkerConfig(_Section):
     max_lead_ms: int = Field(200, ge=20, description="audio sent ahead of real time, at most")
     first_segment: FirstSegmentConfig = FirstSegmentConfig()
     synthesis_threads: int = Field(2, ge=1, description="segments synthesized at once")
+    synthesis_order: Literal["deadline", "arrival"] = Field(
+        "deadline",
+        description="deadline: the segment whose listener needs it first; arrival: first come",
+    )
     # A paced reply's later segments are rendered when its listener has less than this much
     # audio left, not all at once: a burst of new replies then gets the CPU first (bench/load.py),
     # and a reply cut off by a barge-in never renders what nobody would hear. One-shot (unpaced)
     # requests always render at once. null: every segment as soon as the text is in.
     render_ahead_ms: int | None = Field(
-        1500, ge=200, description="render a paced reply's next segment this long before it plays"
+        2000, ge=200, description="render a paced reply's next segment this long before it plays"
     )
     drain_s: float = Field(10.0, ge=0, description="grace for running streams on SIGTERM")
     default_model: str = BUNDLED_PIPER_ID

@@ -42,10 +42,12 @@ class DeadlineExecutor(Executor):
         threads: int,
         name: str = "synth",
         clock: Callable[[], float] = time.monotonic,
+        by_deadline: bool = True,
     ) -> None:
         if threads < 1:
             raise ValueError("threads must be >= 1")
         self.clock = clock
+        self._by_deadline = by_deadline  # False: arrival order (deadlines ignored)
         self._queue: list[_Item] = []
         self._sequence = itertools.count()
         self._ready = threading.Condition()
@@ -75,7 +77,8 @@ class DeadlineExecutor(Executor):
         with self._ready:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
-            item = _Item(deadline, next(self._sequence), future, lambda: fn(*args, **kwargs))
+            due = deadline if self._by_deadline else 0.0
+            item = _Item(due, next(self._sequence), future, lambda: fn(*args, **kwargs))
             heapq.heappush(self._queue, item)
             self._ready.notify()
         return future

@@ -36,6 +36,9 @@ from voicefleet.tts.stats import WorkerStats
 
 log = logging.getLogger(__name__)
 _FRAME_S = FRAME_MS / 1000
+# How long a new reply's first segment may wait for a later segment whose listener would
+# otherwise run out of audio sooner (see SynthesisStream._deadline).
+FIRST_SEGMENT_SLACK_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -259,7 +262,11 @@ class SynthesisStream:
         """When the listener runs out of audio without segment `index`: now for the first
         one, else once what was rendered before it and not yet sent has played."""
         now = self._executor.clock()
-        return now if index == 0 else now + self._unsent_s()
+        if index == 0:
+            # A late first segment costs the listener waiting time; a late later one, a gap in
+            # speech: one about to run dry goes before a new reply's first.
+            return now + FIRST_SEGMENT_SLACK_S
+        return now + self._unsent_s()
 
     def _new_chain(
         self, adapter: TTSAdapter, old: OutputChain | None, index: int, span: tuple[int, int]

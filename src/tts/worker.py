@@ -74,7 +74,11 @@ class Worker:
         self.port = 0
         self.metrics = WorkerMetrics()
         self.stats = WorkerStats(metrics=self.metrics)
-        self.executor = DeadlineExecutor(config.synthesis_threads, name="synth")
+        self.executor = DeadlineExecutor(
+            config.synthesis_threads,
+            name="synth",
+            by_deadline=config.synthesis_order == "deadline",
+        )
         self.models = ModelManager(
             {spec.id: spec for spec in config.models},
             config.default_model,

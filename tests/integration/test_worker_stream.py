@@ -353,7 +353,7 @@ async def test_a_new_reply_overtakes_segments_other_streams_do_not_need_yet(  # 
     assert first_frames["new"] < 0.9, first_frames
 
 
-@pytest.mark.parametrize("render_ahead_ms", [1500, None])
+@pytest.mark.parametrize("render_ahead_ms", [2000, None])
 async def test_a_paced_reply_renders_its_later_segments_only_as_they_are_needed(  # type: ignore[no-untyped-def]
     start_worker, render_ahead_ms: int | None
 ) -> None:
@@ -382,4 +382,4 @@ async def test_a_paced_reply_renders_its_later_segments_only_as_they_are_needed(
     if render_ahead_ms is None:
         assert rendered > 30, rendered  # all twelve sentences
     else:
-        assert 1.0 < rendered < 8.0, rendered  # the first segment and the next one or two
+        assert 1.0 < rendered < 12.0, rendered  # the first segment and the next two or three

@@ -84,3 +84,18 @@ def test_shutdown_without_cancelling_runs_what_is_queued() -> None:
     release.set()
     executor.shutdown(wait=True)
     assert queued.result(0) == "ran"
+
+
+def test_arrival_order_ignores_deadlines() -> None:
+    executor = DeadlineExecutor(1, clock=lambda: 100.0, by_deadline=False)
+    release = blocked(executor)
+    ran: list[str] = []
+    futures = [
+        executor.submit_due(103.0, ran.append, "first in"),
+        executor.submit_due(99.0, ran.append, "second in"),
+    ]
+    release.set()
+    for future in futures:
+        future.result(5)
+    assert ran == ["first in", "second in"]
+    executor.shutdown()
