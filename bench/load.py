@@ -182,6 +182,7 @@ def describe(reached: dict[str, Any] | None, limits: tuple[Limit, ...]) -> str:
 def run_workers(count: int, args: argparse.Namespace, clips: list[Clip]) -> list[dict[str, Any]]:
     """A fresh stack with `count` workers; every (mode, N) against it; rows in run order."""
     threads = 2 if count == 1 else 1  # as many inference threads as cores, either way
+    threads = args.piper_threads or threads
     extra: dict[str, Any] = json.loads(args.worker) if args.worker else {}
     if args.worker_max_sessions:
         extra["limits"] = {"max_sessions": args.worker_max_sessions}
@@ -258,6 +259,11 @@ def main() -> int:
     )
     parser.add_argument("--worker-max-sessions", type=int, help="worker limits.max_sessions")
     parser.add_argument("--json", type=Path, help="write every row here")
+    parser.add_argument(
+        "--piper-threads",
+        type=int,
+        help="onnxruntime threads per synthesis (default: cores/workers)",
+    )
     parser.add_argument(
         "--worker", help='worker settings, JSON (e.g. \'{"synthesis_order": "arrival"}\')'
     )
