@@ -14,6 +14,9 @@ import matplotlib.pyplot as plt
 Table = list[list[Any]]
 
 
+# The fixes made for these targets, with their before/after numbers (not generated).
+FIXES = Path(__file__).resolve().parent / "fixes.md"
+
 def table(header: Sequence[str], rows: Table) -> str:
     """A Markdown table; floats get one decimal."""
 
@@ -44,6 +47,8 @@ def render(steps: dict[str, Any], details: dict[str, Any], plots: Path, doc_dir:
             parts.append(section(steps[name], details[name], plots, doc_dir))
         else:
             parts.append(f"## {name}\n\nNot run in this report.")
+    if FIXES.is_file():  # kept by hand: each change's numbers come from the runs it names
+        parts.append(FIXES.read_text(encoding="utf-8").strip())
     return "\n\n".join(parts) + "\n"
 
 

@@ -110,6 +110,13 @@ class Utterance:
     pause_s: float = 0.0
 
 
+def pause_for(index: int, voice_index: int, group: int) -> float:
+    """The pause of pair `index` of a kind with `group` pairs, in voice `voice_index`: each kind
+    gets every pause length equally often over the voices, the second voice going on where the
+    first left off (6 unfinished pairs x 2 voices = 3 of each of the 4 lengths)."""
+    return PAUSES_S[(index + voice_index * group) % len(PAUSES_S)]
+
+
 def corpus(voices: list[str], quick: bool) -> list[Utterance]:
     speak = {"piper": piper_speech, "espeak": espeak_speech}
     items: list[Utterance] = []
@@ -124,10 +131,8 @@ def corpus(voices: list[str], quick: bool) -> list[Utterance]:
         pairs = [("paused_unfinished", i, p) for i, p in enumerate(unfinished)]
         pairs += [("paused_finished", i, p) for i, p in enumerate(finished)]
         for kind, index, (first, second) in pairs:
-            # Each kind gets every pause length equally often over the voices: the second voice
-            # goes on where the first left off (6 unfinished pairs x 2 voices = 3 of each).
             group = len(unfinished) if kind == "paused_unfinished" else len(finished)
-            pause = PAUSES_S[(index + voices.index(voice) * group) % len(PAUSES_S)]
+            pause = pause_for(index, voices.index(voice), group)
             a, b = trim(say(first)), trim(say(second))
             audio = np.concatenate([a, np.zeros(int(pause * RATE), np.int16), b])
             items.append(
