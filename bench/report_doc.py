@@ -17,6 +17,7 @@ Table = list[list[Any]]
 # The fixes made for these targets, with their before/after numbers (not generated).
 FIXES = Path(__file__).resolve().parent / "fixes.md"
 
+
 def table(header: Sequence[str], rows: Table) -> str:
     """A Markdown table; floats get one decimal."""
 
