@@ -75,8 +75,10 @@ def run_step(name: str, quick: bool) -> dict[str, Any]:
         raise SystemExit(f"[report] {name} failed (exit {done.returncode}); {log}:\n{tail}")
     summary = json.loads(lines[-1])
     print(f"[report] {name}: {seconds} s", flush=True)
+    here = machine()
     return {
         "command": f".venv/bin/python {' '.join(argv[:-2])}",
+        "ran": f"commit {here['commit']}, {here['date']}",
         "seconds": seconds,
         "summary": summary,
     }
@@ -126,7 +128,8 @@ def main() -> int:
     index = RESULTS / "index.json"
     steps: dict[str, Any] = json.loads(index.read_text()) if index.is_file() else {}
     if not args.from_results:
-        steps["machine"] = machine()
+        if "machine" not in steps or set(args.steps.split(",")) >= set(STEPS):
+            steps["machine"] = machine()  # a rerun of some steps keeps the full run's header
         steps["quick"] = args.quick
         for name in args.steps.split(","):
             steps[name] = run_step(name, args.quick)

@@ -53,6 +53,12 @@ def render(steps: dict[str, Any], details: dict[str, Any], plots: Path, doc_dir:
     return "\n\n".join(parts) + "\n"
 
 
+def _ran(step: dict[str, Any]) -> str:
+    """The step's command, and the commit and time it ran at."""
+    ran = f" ({step['ran']})" if "ran" in step else ""
+    return f"`{step['command']}`{ran}"
+
+
 def _header(steps: dict[str, Any]) -> str:
     m = steps.get("machine", {})
     mode = "quick mode (`--quick`)" if steps.get("quick") else "full mode"
@@ -121,7 +127,7 @@ def _load_figures(steps: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _peers(step: dict[str, Any], data: dict[str, Any], plots: Path, doc_dir: Path) -> str:
-    out = ["## Against raw models and the Wyoming peers", f"`{step['command']}`"]
+    out = ["## Against raw models and the Wyoming peers", _ran(step)]
     tts = data.get("tts")
     if tts:
         systems = tts["systems"]
@@ -185,7 +191,7 @@ def _bar_plot(rows: list[dict[str, Any]], systems: Sequence[str], path: Path, do
 
 
 def _joins(step: dict[str, Any], data: dict[str, Any], plots: Path, doc_dir: Path) -> str:
-    out = ["## The first segment: cut between words", f"`{step['command']}`"]
+    out = ["## The first segment: cut between words", _ran(step)]
     rows = [[key, value] for key, value in step["summary"].items()]
     out.append(table(["measure", "value"], rows))
     per_text = data.get("rows") if isinstance(data, dict) else None
@@ -201,14 +207,14 @@ def _spin(step: dict[str, Any], data: dict[str, Any], plots: Path, doc_dir: Path
     return "\n\n".join(
         [
             "## ONNX Runtime thread spinning (Piper, 2 threads): first chunk, median ms",
-            f"`{step['command']}`",
+            _ran(step),
             table(["situation, threads", *texts], rows),
         ]
     )
 
 
 def _asr_load(step: dict[str, Any], data: dict[str, Any], plots: Path, doc_dir: Path) -> str:
-    out = ["## ASR under concurrency: request to text, ms", f"`{step['command']}`"]
+    out = ["## ASR under concurrency: request to text, ms", _ran(step)]
     for name, results in data["tables"].items():
         rows = [
             [key, r["p50_ms"], r["p95_ms"], r["max_ms"], r["queued_ms_mean"], r["wer"]]
@@ -220,7 +226,7 @@ def _asr_load(step: dict[str, Any], data: dict[str, Any], plots: Path, doc_dir: 
 
 
 def _load(step: dict[str, Any], data: list[dict[str, Any]], plots: Path, doc_dir: Path) -> str:
-    out = ["## Concurrent sessions", f"`{step['command']}`"]
+    out = ["## Concurrent sessions", _ran(step)]
     groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
     for row in data:
         groups.setdefault((row["workers"], row["mode"]), []).append(row)

@@ -6,8 +6,12 @@ Piper's ONNX session (2 intra-op threads, as the worker runs it) with
 - loaded: another session's synthesis runs continuously in a second thread, as when two
   conversations speak at once on one worker (spinning threads then steal the cores the other
   synthesis needs).
-Time to Piper's first chunk, median of `--rounds`. The worker's default (`spin_threads: false`
-in a Piper model's options) follows from these numbers; see docs/performance.md.
+Both settings are loaded at once and measured in turn, call by call (the order alternating
+each round), with `--gap` seconds of quiet before each call, as a worker waits between
+replies: measured one setting after the other, the second one ran on a machine the first had
+warmed and the comparison followed the order. Time to Piper's first chunk, median of
+`--rounds`. The worker's default (`spin_threads: false` in a Piper model's options) follows
+from these numbers; see docs/performance.md.
 
     .venv/bin/python bench/spin.py [--rounds 7] [--json PATH]
 
@@ -55,14 +59,25 @@ def first_chunk_ms(piper: PiperAdapter, text: str) -> float:
     raise ValueError(f"no audio for {text!r}")
 
 
-def measure(piper: PiperAdapter, rounds: int) -> dict[str, float]:
+Rows = dict[str, dict[str, float]]  # setting -> text -> median ms
+
+
+def measure(pipers: dict[str, PiperAdapter], rounds: int, gap_s: float) -> Rows:
+    """Median first chunk per setting and text, the settings taking turns call by call."""
+    times: dict[tuple[str, str], list[float]] = {}
+    for index in range(rounds):
+        order = list(pipers.items())
+        for text in TEXTS:
+            for name, piper in order if index % 2 else order[::-1]:
+                time.sleep(gap_s)
+                times.setdefault((name, text), []).append(first_chunk_ms(piper, text))
     return {
-        text: round(statistics.median(first_chunk_ms(piper, text) for _ in range(rounds)), 1)
-        for text in TEXTS
+        name: {text: round(statistics.median(times[(name, text)]), 1) for text in TEXTS}
+        for name in pipers
     }
 
 
-def loaded(piper: PiperAdapter, rounds: int) -> dict[str, float]:
+def loaded(pipers: dict[str, PiperAdapter], rounds: int, gap_s: float) -> Rows:
     other = adapter(False)
     stop = threading.Event()
 
@@ -74,7 +89,7 @@ def loaded(piper: PiperAdapter, rounds: int) -> dict[str, float]:
     thread.start()
     time.sleep(0.3)
     try:
-        return measure(piper, rounds)
+        return measure(pipers, rounds, gap_s)
     finally:
         stop.set()
         thread.join()
@@ -83,14 +98,14 @@ def loaded(piper: PiperAdapter, rounds: int) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--gap", type=float, default=0.3, help="quiet seconds before each call")
     parser.add_argument("--json", type=Path, help="also write the table here")
     args = parser.parse_args()
+    pipers = {"sleeping": adapter(False), "spinning": adapter(True)}
     results: dict[str, dict[str, float]] = {}
-    for spin in (False, True):
-        piper = adapter(spin)
-        name = "spinning" if spin else "sleeping"
-        results[f"idle, {name}"] = measure(piper, args.rounds)
-        results[f"loaded, {name}"] = loaded(piper, args.rounds)
+    for situation, run in (("idle", measure), ("loaded", loaded)):
+        for name, row in run(pipers, args.rounds, args.gap).items():
+            results[f"{situation}, {name}"] = row
     print(f"{'':<20}" + "".join(f"{text[:22]:>26}" for text in TEXTS))
     for key, row in results.items():
         print(f"{key:<20}" + "".join(f"{row[text]:>26}" for text in TEXTS))
