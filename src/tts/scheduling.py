@@ -4,8 +4,9 @@ A worker serving many streams has more segments to render than threads. In arriv
 new reply's first segment waits behind every other stream's next sentence, although those
 streams have seconds of audio queued at their listeners and the new one has none: under load
 that wait is most of the time to first audio. Each segment therefore carries a deadline (when
-its listener runs out of audio without it: now, for a first segment) and a free thread takes
-the earliest. Nothing waits while a thread is idle; the order only matters in a queue.
+its listener runs out of audio without it; a first segment, with no audio yet, is due within
+half a second: stream.py) and a free thread takes the earliest. Nothing waits while a thread is
+idle; the order only matters in a queue.
 
 Plain `submit` (model loads, anything without a deadline) is due now, behind what is already
 overdue.
