@@ -316,15 +316,18 @@ async def test_an_unpaced_session_sends_faster_than_real_time(client: TTSClient)
     assert fast < 0.6 * fast_audio, (fast, fast_audio)
 
 
+@pytest.mark.parametrize("order", ["deadline", "arrival"])
 async def test_a_new_reply_overtakes_segments_other_streams_do_not_need_yet(  # type: ignore[no-untyped-def]
-    start_worker,
+    start_worker, order: str
 ) -> None:
-    """One synthesis thread, three streams with seconds of audio still to render and their next
-    segment queued: a fourth stream's first segment is rendered next, not after theirs."""
+    """One synthesis thread, three streams seconds ahead of their listeners, each with its next
+    segment queued: by deadline a fourth stream's first segment is rendered next; in arrival
+    order (the control) it waits for theirs."""
     worker = start_worker(
-        models=[{"id": "mock", "adapter": "mock", "options": {"rtf": 0.25}}],
+        models=[{"id": "mock", "adapter": "mock", "options": {"rtf": 0.1}}],
         default_model="mock",
         synthesis_threads=1,
+        synthesis_order=order,
         render_ahead_ms=None,  # every busy stream renders ahead: their segments queue
     )
     sentence = "This sentence is long enough to take a while to render on the worker. "
@@ -339,18 +342,21 @@ async def test_a_new_reply_overtakes_segments_other_streams_do_not_need_yet(  # 
                 if frame.final:
                     break
 
-        busy = [asyncio.create_task(speak(f"busy-{i}", sentence * 6)) for i in range(3)]
+        busy = [asyncio.create_task(speak(f"busy-{i}", sentence * 20)) for i in range(3)]
         while len(first_frames) < 3:  # every busy stream is playing, its next segment queued
             await asyncio.sleep(0.02)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(2.0)  # each is now seconds of audio ahead of its listener
         await speak("new", "Yes, of course.")
         for task in busy:
             task.cancel()
         await asyncio.gather(*busy, return_exceptions=True)
-    # The busy streams take turns on the thread, ~0.5 s of mock rendering (rtf 0.25) a segment.
-    # In arrival order the new reply waits for the one rendering and the two queued (measured:
-    # 1.6 s); by deadline, only for the one rendering (measured: 0.2 s).
-    assert first_frames["new"] < 0.9, first_frames
+    # A segment of `sentence` is ~5 s of mock speech, rendered in ~0.5 s (rtf 0.1). By deadline
+    # the new reply waits at most for the segment rendering; in arrival order also for the two
+    # queued before it.
+    if order == "deadline":
+        assert first_frames["new"] < 0.8, first_frames
+    else:
+        assert first_frames["new"] > 1.0, first_frames
 
 
 @pytest.mark.parametrize("render_ahead_ms", [2000, None])
