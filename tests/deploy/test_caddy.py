@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.local_http import serve
 from tests.worker_process import free_port
 
 CADDYFILE = Path(__file__).resolve().parents[2] / "Caddyfile"
@@ -114,14 +115,6 @@ def test_tls_is_the_internal_ca_for_localhost_and_acme_for_a_domain(
     assert forced["apps"]["tls"]["automation"]["policies"][0]["subjects"] == ["voice.lan"]
 
 
-async def _serve(app: web.Application) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, port
-
-
 def _upstream(name: str, seen: list[str]) -> web.Application:
     """Answers every path with its own name; /ws echoes WebSocket messages."""
 
@@ -146,8 +139,8 @@ def _upstream(name: str, seen: list[str]) -> web.Application:
 async def front_door(caddy: str, tmp_path: Path) -> AsyncIterator[tuple[str, list[str]]]:
     """Caddy on a free port (plain HTTP) in front of a stand-in orchestrator and LiveKit."""
     seen: list[str] = []
-    orchestrator, orchestrator_port = await _serve(_upstream("orchestrator", seen))
-    livekit, livekit_port = await _serve(_upstream("livekit", seen))
+    orchestrator, orchestrator_port = await serve(_upstream("orchestrator", seen))
+    livekit, livekit_port = await serve(_upstream("livekit", seen))
     port = free_port()
     env = caddy_env(
         tmp_path,

@@ -21,6 +21,7 @@ from tests.integration.conftest import (
     transcribe_reply,
     wait_for_event,
 )
+from tests.local_http import serve
 from tests.speech import piper_speech, write_wav
 from tests.worker_process import WorkerProcess, free_port
 from voicefleet.asr.faster_whisper import FasterWhisperRecognizer
@@ -157,10 +158,7 @@ async def test_openai_compatible_responder_streams_into_speech(shared_stack: Sta
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", completions)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    llm_port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", llm_port).start()
+    runner, llm_port = await serve(app)
     try:
         orchestrator = shared_stack.orchestrator(
             responder={

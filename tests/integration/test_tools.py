@@ -22,6 +22,7 @@ from tests.integration.conftest import (
     transcribe_reply,
     wait_for_event,
 )
+from tests.local_http import serve
 from tests.speech import piper_speech
 from tests.tools import LOOKUP_ORDER
 from tests.worker_process import free_port
@@ -75,9 +76,7 @@ class FakeLLM:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._complete)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", LLM_PORT).start()
+        self._runner, _ = await serve(app, LLM_PORT)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -124,10 +123,7 @@ class ToolServer:
         other = web.Application()
         other.router.add_post("/weather", weather)  # reached only if the redirect were followed
         for application, port in ((app, TOOL_PORT), (other, OTHER_PORT)):
-            runner = web.AppRunner(application)
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", port).start()
-            self._runners.append(runner)
+            self._runners.append((await serve(application, port))[0])
 
     async def stop(self) -> None:
         for runner in self._runners:

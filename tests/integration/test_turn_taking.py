@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from tests.integration.conftest import Microphone, Stack, open_session, wait_for_event
+from tests.local_http import serve
 from tests.speech import piper_speech, trim
 from tests.worker_process import free_port
 from voicefleet.asr.wer import normalize_words
@@ -53,9 +54,7 @@ class FakeLLM:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._complete)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        self._runner, _ = await serve(app, self.port)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -90,17 +89,6 @@ async def llm() -> AsyncIterator[FakeLLM]:
     await fake.stop()
 
 
-@pytest.fixture(scope="module")
-def one_worker(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Stack]:
-    built = Stack(tmp_path_factory.mktemp("turns"), redis_url)
-    try:
-        built.worker()
-        built.orchestrator()
-        yield built
-    finally:
-        built.stop()
-
-
 def llm_orchestrator(stack: Stack, llm: FakeLLM, policy: str = "semantic") -> Any:
     return stack.orchestrator(
         responder={"kind": "openai", "openai": {"base_url": llm.url, "model": "fake"}},
@@ -118,13 +106,13 @@ def onset(clip: np.ndarray) -> float:
     return float(loud[0]) / 16_000 if loud.size else 0.0
 
 
-async def test_a_cough_then_real_speech_300_ms_later_cancels_the_reply(one_worker: Stack) -> None:
+async def test_a_cough_then_real_speech_300_ms_later_cancels_the_reply(shared_stack: Stack) -> None:
     # Synthesized before the microphone runs: the test's loop must not stall while it streams.
     cough = trim(piper_speech("Ha."))[:2560]  # 160 ms: a false alarm
     cough = np.clip(cough.astype(np.int32) * 2, -32768, 32767).astype(np.int16)
     speech = trim(piper_speech("Stop talking now and listen to me please."))
     clip = np.concatenate([cough, silence(0.3), speech])
-    orchestrator = one_worker.orchestrators[0]
+    orchestrator = shared_stack.orchestrators[0]
     session, events = await open_session(orchestrator.ws_url)
     mic = Microphone(session)
     mic.start()
@@ -146,7 +134,7 @@ async def test_a_cough_then_real_speech_300_ms_later_cancels_the_reply(one_worke
 
 
 async def test_history_holds_the_whole_utterance_and_what_was_played_not_the_speculation(
-    one_worker: Stack, llm: FakeLLM
+    shared_stack: Stack, llm: FakeLLM
 ) -> None:
     llm.answers = {"paris": "It is sunny and warm in Paris today.", "tomorrow": "It rains."}
     llm.replies = ["This is"] * 5  # what a speculation on the half-utterance would get
@@ -159,7 +147,7 @@ async def test_history_holds_the_whole_utterance_and_what_was_played_not_the_spe
         ]
     )
     # The fixed hangover: the pause is shorter than it, so the speculation is dropped.
-    orchestrator = llm_orchestrator(one_worker, llm, policy="silence")
+    orchestrator = llm_orchestrator(shared_stack, llm, policy="silence")
     session, events = await open_session(orchestrator.ws_url)
     mic = Microphone(session)
     mic.start()
@@ -210,7 +198,7 @@ async def _speak_then_ask_tomorrow(
 
 
 async def test_a_pause_after_an_unfinished_clause_waits_and_gives_one_turn(
-    one_worker: Stack, llm: FakeLLM
+    shared_stack: Stack, llm: FakeLLM
 ) -> None:
     llm.answers = {"seven": "Booked: a table in Paris for two at seven.", "tomorrow": "It rains."}
     llm.replies = ["Sure."] * 5
@@ -222,7 +210,7 @@ async def test_a_pause_after_an_unfinished_clause_waits_and_gives_one_turn(
             silence(2.0),
         ]
     )
-    finals, metrics, history = await _speak_then_ask_tomorrow(one_worker, llm, utterance)
+    finals, metrics, history = await _speak_then_ask_tomorrow(shared_stack, llm, utterance)
     assert len(finals) == 1, finals
     said = finals[0].text.lower()
     assert "table" in said and "seven" in said, said
@@ -234,7 +222,7 @@ async def test_a_pause_after_an_unfinished_clause_waits_and_gives_one_turn(
 
 
 async def test_speech_resuming_after_an_early_end_becomes_one_user_turn(
-    one_worker: Stack, llm: FakeLLM
+    shared_stack: Stack, llm: FakeLLM
 ) -> None:
     llm.answers = {"paris": "It is sunny and warm in Paris today.", "tomorrow": "It rains."}
     llm.replies = ["Let me check the weather for you, one moment please."] * 5
@@ -246,7 +234,7 @@ async def test_speech_resuming_after_an_early_end_becomes_one_user_turn(
             silence(2.0),
         ]
     )
-    finals, _, history = await _speak_then_ask_tomorrow(one_worker, llm, utterance)
+    finals, _, history = await _speak_then_ask_tomorrow(shared_stack, llm, utterance)
     # Whether the first half ended a turn depends on Whisper's punctuation; either way the
     # history holds one user turn with both halves and the answer to it.
     assert 1 <= len(finals) <= 2, finals
@@ -257,13 +245,13 @@ async def test_speech_resuming_after_an_early_end_becomes_one_user_turn(
 
 
 async def test_history_after_a_barge_in_holds_only_the_segments_played(
-    one_worker: Stack, llm: FakeLLM
+    shared_stack: Stack, llm: FakeLLM
 ) -> None:
     llm.replies = [STORY, "Of course."]
     interruption = np.concatenate(
         [trim(piper_speech("Stop, tell me about the boats.")), silence(1)]
     )
-    orchestrator = llm_orchestrator(one_worker, llm)
+    orchestrator = llm_orchestrator(shared_stack, llm)
     session, events = await open_session(orchestrator.ws_url)
     mic = Microphone(session)
     mic.start()

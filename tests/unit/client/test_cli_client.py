@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from aiohttp import WSMsgType, web
 
+from tests.local_http import serve
 from voicefleet.audio.format import FRAME_BYTES, FRAME_SAMPLES, OUTPUT_SAMPLE_RATE
 from voicefleet.client.cli import add_client_parser
 from voicefleet.client.wav import WavFormatError, read_wav
@@ -138,11 +139,9 @@ async def start_server() -> AsyncIterator[StartServer]:
         server = FakeOrchestrator(behaviour)
         app = web.Application()
         app.router.add_get("/ws", server.handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
+        runner, port = await serve(app)
         runners.append(runner)
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        server.url = f"ws://127.0.0.1:{runner.addresses[0][1]}/ws"
+        server.url = f"ws://127.0.0.1:{port}/ws"
         return server
 
     yield start

@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
+from tests.local_http import serve
 from voicefleet.orchestrator.responder import (
     EchoResponder,
     OpenAIConfig,
@@ -87,12 +88,8 @@ async def server() -> AsyncIterator[FakeOpenAI]:
     fake = FakeOpenAI()
     app = web.Application()
     app.router.add_post("/v1/chat/completions", fake.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    fake.url = f"http://{host}:{port}/v1"
+    runner, port = await serve(app, shutdown_timeout=0.5)
+    fake.url = f"http://127.0.0.1:{port}/v1"
     try:
         yield fake
     finally:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from tests.local_http import serve
 from voicefleet.orchestrator.narration import Narration
 from voicefleet.orchestrator.responder import (
     EchoResponder,
@@ -64,13 +65,9 @@ async def chat() -> AsyncIterator[tuple[str, list[dict[str, Any]], list[list[dic
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", complete)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
+    runner, port = await serve(app)
     try:
-        yield f"http://{host}:{port}/v1", bodies, scripts
+        yield f"http://127.0.0.1:{port}/v1", bodies, scripts
     finally:
         await runner.cleanup()
 
