@@ -37,7 +37,7 @@ from voicefleet.orchestrator.echo_guard import (
 )
 from voicefleet.orchestrator.far_end import FarEnd
 from voicefleet.orchestrator.protocol import AudioCancel, AudioPause, AudioResume, ServerMessage
-from voicefleet.orchestrator.vad import VAD_RATE
+from voicefleet.orchestrator.vad import VAD_RATE, energy
 
 if TYPE_CHECKING:
     from voicefleet.orchestrator.services import SessionSink
@@ -157,7 +157,7 @@ class EchoCanceller:
                 # Nothing to cancel: a room without echo, or a second after the last reply
                 # audio (its echo has died away). AEC3 is skipped (it costs ~0.2 ms a block)
                 # and keeps what it learnt.
-                self.guard.path.add(far, near)
+                self.guard.path.add(far, near, playing)
                 cleaned = near
             else:
                 cleaned = self.guard.block(far, near, self._cancel(apm, far, near))
@@ -264,8 +264,7 @@ class _Energy:
         self.count = 0
 
     def add(self, pcm: Pcm16) -> None:
-        samples = pcm.astype(np.float64) / 32768.0
-        self.total += float(np.sum(samples * samples))
+        self.total += energy(pcm)
         self.count += pcm.size
 
     def db(self) -> float:

@@ -9,7 +9,7 @@ import collections
 import numpy as np
 import numpy.typing as npt
 
-from voicefleet.orchestrator.vad import VAD_RATE, frame_energy_db
+from voicefleet.orchestrator.vad import VAD_RATE, energy, frame_energy_db
 
 Pcm16 = npt.NDArray[np.int16]
 BLOCK = VAD_RATE // 100  # AEC3 works on 10 ms blocks
@@ -53,14 +53,14 @@ class EchoPath:
         self._far_power = 0.0
         self._near_power = 0.0
 
-    def add(self, far: Pcm16, near: Pcm16) -> None:
-        """One 10 ms block of each."""
+    def add(self, far: Pcm16, near: Pcm16, playing: bool | None = None) -> None:
+        """One 10 ms block of each (`playing`: whether `far` has sound, if the caller knows)."""
         self._far.append(far)
         self._near.append(near)
-        if np.any(far):
+        if np.any(far) if playing is None else playing:
             self._active += 1
             self._seen += 1
-        if self._seen:
+        if self._seen and self.echoes is None:  # known either way: the check has nothing to do
             self._quiet_check(far, near)
         # Once found, an echo stays found: no more estimates. "No echo" is checked again
         # every 2 s of reply audio (a headset taken off).
@@ -309,5 +309,4 @@ def attenuate(pcm: Pcm16) -> Pcm16:
 
 
 def _power(pcm: Pcm16) -> float:
-    samples = pcm.astype(np.float64) / 32768.0
-    return float(np.mean(samples * samples))
+    return energy(pcm) / max(pcm.size, 1)

@@ -94,19 +94,20 @@ class EnergyGate:
     def __init__(self, config: VadConfig) -> None:
         self.config = config
         self.scale = 1.0
-        self._history: collections.deque[float] = collections.deque(
-            maxlen=int(config.noise_window_s * 1000 / FRAME_MS)
-        )
+        # The last noise_window_s of frame energies, a ring (a percentile ignores the order).
+        self._history = np.zeros(int(config.noise_window_s * 1000 / FRAME_MS), np.float64)
+        self._learnt = 0  # frames learnt in all
         self._floor: float | None = None
         self._stale = 0  # frames learnt since the floor was computed
 
     @property
     def noise_floor_db(self) -> float:
         """The current floor estimate (dBFS), at most REFRESH_FRAMES frames old."""
-        if len(self._history) < 10:
+        if self._learnt < 10:
             return self.config.min_energy_dbfs
         if self._floor is None or self._stale >= self.REFRESH_FRAMES:
-            self._floor = float(np.percentile(self._history, self.config.noise_percentile))
+            history = self._history[: min(self._learnt, self._history.size)]
+            self._floor = percentile(history, self.config.noise_percentile)
             self._stale = 0
         return self._floor
 
@@ -119,15 +120,33 @@ class EnergyGate:
     def admit(self, energy_db: float) -> bool:
         """Judge one frame, then learn from it."""
         passed = energy_db >= self.threshold_db
-        self._history.append(energy_db)
+        self._history[self._learnt % self._history.size] = energy_db
+        self._learnt += 1
         self._stale += 1
         return passed
 
 
+def percentile(values: npt.NDArray[np.float64], q: float) -> float:
+    """np.percentile's default (linear) for one 1-D array, without its overhead (~15x less on
+    the 200 values of a noise window: this runs every few frames in every session)."""
+    rank = q / 100 * (values.size - 1)
+    below = math.floor(rank)
+    above = min(below + 1, values.size - 1)
+    parted = np.partition(values, (below, above))
+    low, high = float(parted[below]), float(parted[above])
+    return low + (high - low) * (rank - below)
+
+
 def frame_energy_db(frame: Pcm16) -> float:
     """Mean power of a frame in dBFS (full-scale square wave = 0)."""
-    samples = frame.astype(np.float64) / 32768.0
-    return 10 * math.log10(float(np.mean(samples * samples)) + 1e-12)
+    return 10 * math.log10(energy(frame) / max(frame.size, 1) + 1e-12)
+
+
+def energy(pcm: Pcm16) -> float:
+    """Sum of the squared samples, full scale = 1 each (a dot product: this runs on every
+    block of every session)."""
+    samples = pcm.astype(np.float32)
+    return float(np.dot(samples, samples)) / (32768.0 * 32768.0)
 
 
 class VoiceActivitySegmenter:

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from tests.speech import piper_speech, with_silence
 from voicefleet.orchestrator.vad import (
@@ -9,6 +10,8 @@ from voicefleet.orchestrator.vad import (
     SpeechStarted,
     VadConfig,
     VoiceActivitySegmenter,
+    frame_energy_db,
+    percentile,
 )
 
 RATE = 16_000
@@ -142,3 +145,17 @@ def test_a_set_hangover_is_forgotten_when_speech_resumes() -> None:
     ends = [e for e in events if isinstance(e, SpeechEnded)]
     assert len(ends) == 1
     assert abs(ends[0].decided_at - ends[0].at - 0.7) < 0.03
+
+
+@pytest.mark.parametrize("size", [1, 2, 10, 199, 200])
+@pytest.mark.parametrize("q", [0.0, 20.0, 50.0, 95.0, 100.0])
+def test_the_noise_floor_percentile_is_numpys(size: int, q: float) -> None:
+    values = np.random.default_rng(size).normal(-50, 8, size)
+    assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)), abs=1e-9)
+
+
+def test_frame_energy_matches_the_float64_mean_power() -> None:
+    frame = np.random.default_rng(3).integers(-32768, 32767, 320).astype(np.int16)
+    exact = float(np.mean((frame.astype(np.float64) / 32768.0) ** 2))
+    assert frame_energy_db(frame) == pytest.approx(10 * np.log10(exact), abs=1e-4)
+    assert frame_energy_db(np.zeros(320, np.int16)) == pytest.approx(-120.0)
