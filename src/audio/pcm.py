@@ -14,12 +14,16 @@ class PcmFormatError(ValueError):
     """PCM bytes that cannot be s16le (e.g. an odd number of bytes)."""
 
 
-def s16le_to_float(pcm: bytes) -> Samples:
-    """Decode s16le bytes into float32 samples in [-1, 1)."""
+def s16le_to_int16(pcm: bytes) -> npt.NDArray[np.int16]:
+    """Decode s16le bytes into int16 samples (native byte order), unscaled."""
     if len(pcm) % 2:
         raise PcmFormatError(f"s16le PCM needs an even number of bytes, got {len(pcm)}")
-    ints = np.frombuffer(pcm, dtype="<i2")
-    return (ints.astype(np.float32) / _S16_SCALE).astype(np.float32)
+    return np.frombuffer(pcm, dtype="<i2").astype(np.int16)
+
+
+def s16le_to_float(pcm: bytes) -> Samples:
+    """Decode s16le bytes into float32 samples in [-1, 1)."""
+    return (s16le_to_int16(pcm).astype(np.float32) / _S16_SCALE).astype(np.float32)
 
 
 def float_to_s16le(samples: npt.NDArray[np.floating]) -> bytes:

@@ -11,13 +11,14 @@ import dataclasses
 
 import numpy as np
 
-from voicefleet.audio.pcm import PcmFormatError, float_to_s16le, s16le_to_float
+from voicefleet.audio.pcm import PcmFormatError, float_to_s16le, s16le_to_int16
 from voicefleet.audio.resample import StreamResampler
 from voicefleet.orchestrator.echo import EchoCanceller
 from voicefleet.orchestrator.protocol import ProtocolError
 from voicefleet.orchestrator.turn_events import Heard, TurnEvent, Voicing
 from voicefleet.orchestrator.vad import (
     VAD_RATE,
+    Pcm16,
     SpeechEnded,
     SpeechPaused,
     VadConfig,
@@ -40,12 +41,7 @@ class AudioIn:
 
     def push(self, pcm: bytes) -> list[TurnEvent]:
         """PCM16 mono LE at the declared rate; the turn events it caused, in order."""
-        try:
-            samples = s16le_to_float(pcm)
-        except PcmFormatError as error:
-            raise ProtocolError("odd_length_pcm", str(error)) from None
-        resampled = self._resampler.process(samples)
-        pcm16 = np.frombuffer(float_to_s16le(resampled), dtype="<i2").astype(np.int16)
+        pcm16 = self._at_16k(pcm)
         if self.echo is not None:
             pcm16 = self.echo.process(pcm16)
         events: list[TurnEvent] = []
@@ -53,6 +49,16 @@ class AudioIn:
             events.append(Voicing(at, voiced))
             events.extend(Heard(self._with_raw_audio(event, at)) for event in caused)
         return events
+
+    def _at_16k(self, pcm: bytes) -> Pcm16:
+        try:
+            samples = s16le_to_int16(pcm)
+        except PcmFormatError as error:
+            raise ProtocolError("odd_length_pcm", str(error)) from None
+        if self._resampler.in_rate == VAD_RATE:
+            return samples  # already 16 kHz
+        resampled = self._resampler.process(samples.astype(np.float32) / 32768.0)
+        return np.frombuffer(float_to_s16le(resampled), dtype="<i2").astype(np.int16)
 
     def _with_raw_audio(self, event: VadEvent, at: float) -> VadEvent:
         """In a room that does not echo, the utterance as the microphone heard it."""
