@@ -183,6 +183,8 @@ def run_workers(count: int, args: argparse.Namespace, clips: list[Clip]) -> list
     """A fresh stack with `count` workers; every (mode, N) against it; rows in run order."""
     threads = 2 if count == 1 else 1  # as many inference threads as cores, either way
     threads = args.piper_threads or threads
+    options: dict[str, Any] = {"threads": threads}
+    options |= json.loads(args.piper_options) if args.piper_options else {}
     extra: dict[str, Any] = json.loads(args.worker) if args.worker else {}
     if args.worker_max_sessions:
         extra["limits"] = {"max_sessions": args.worker_max_sessions}
@@ -192,7 +194,7 @@ def run_workers(count: int, args: argparse.Namespace, clips: list[Clip]) -> list
         ceilings = {}
         cores = os.cpu_count() or 1
         for index in range(count):
-            worker = stack.worker(models=[{**PIPER, "options": {"threads": threads}}], **extra)
+            worker = stack.worker(models=[{**PIPER, "options": options}], **extra)
             assert worker.proc is not None
             pids[f"worker{index}"] = worker.proc.pid
             ceilings[f"worker{index}"] = 100.0 * min(cores, threads * SYNTHESIS_THREADS)
@@ -212,7 +214,9 @@ def run_workers(count: int, args: argparse.Namespace, clips: list[Clip]) -> list
                     time.sleep(1.0)
                     load = asyncio.run(run_load(url, clips, sessions, mode, args.rounds))
                     row = summarize(load, usage.summary(load.began, load.ended))
-                    rows.append({"workers": count, "piper_threads": threads, **row})
+                    rows.append(
+                        {"workers": count, "piper_threads": threads, "piper": options, **row}
+                    )
                     print(
                         f"workers {count} {mode} N={sessions}: {row['turns']} turns, "
                         f"{row['seconds']} s",
@@ -263,6 +267,10 @@ def main() -> int:
         "--piper-threads",
         type=int,
         help="onnxruntime threads per synthesis (default: cores/workers)",
+    )
+    parser.add_argument(
+        "--piper-options",
+        help="more Piper model options, JSON (e.g. '{\"spin_threads\": true}')",
     )
     parser.add_argument(
         "--worker", help='worker settings, JSON (e.g. \'{"synthesis_order": "arrival"}\')'

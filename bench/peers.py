@@ -58,6 +58,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="fewer texts, clips and rounds")
     parser.add_argument("--only", choices=("tts", "asr"), help="run one side only")
     parser.add_argument("--json", type=Path, help="also write every figure and row here")
+    parser.add_argument(
+        "--piper-options", help="more worker Piper options, JSON (e.g. '{\"spin_threads\": true}')"
+    )
     parser.add_argument("--texts", help="only these TTS texts, by name (comma-separated)")
     args = parser.parse_args()
     args.rounds = args.rounds or (QUICK_ROUNDS if args.quick else 5)
@@ -112,10 +115,12 @@ async def run_tts(
 ) -> dict[str, Any]:
     """The TTS comparison; its figures, rows and setup."""
     threads = physical_cores()  # onnxruntime's default, which wyoming-piper runs with
+    options: dict[str, Any] = {"threads": threads}
+    options |= json.loads(args.piper_options) if args.piper_options else {}
     worker = WorkerProcess(
         tmp,
         {
-            "models": [{"id": "joe", "adapter": "piper", "options": {"threads": threads}}],
+            "models": [{"id": "joe", "adapter": "piper", "options": options}],
             "default_model": "joe",
             "registry": {"redis_url": None},
         },
@@ -137,6 +142,7 @@ async def run_tts(
         "wyoming_piper_version": info.version,
         "wyoming_piper_command": shlex.join(server.argv),
         "wyoming_piper_streaming": bool(info.supports_synthesize_streaming),
+        "worker_piper_options": json.dumps(options),
         "threads": (
             f"onnxruntime intra-op threads {threads} for all three: raw Piper and the worker set "
             f"it (spinning off, their setting); wyoming-piper has no option for it and runs "
