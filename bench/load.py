@@ -26,6 +26,9 @@ Per (workers, mode, N), over every client's turns:
 - errors: error events, sessions that failed (to open, or closed under the client), turns with
   no reply (missing), replies never ended or short of frames (`problems`), early replies
   (before the end of speech: the turn was cut);
+- the orchestrator's event-loop lag (its `voicefleet_event_loop_lag_seconds`, scraped before
+  and after): the share of its 100 ms timers that fired over 50 ms late, and the bucket its
+  95th percentile lies under. Every session's audio waits on that loop;
 - CPU and peak RSS (bench/usage.py, psutil every 0.5 s): the machine (% of all cores), and per
   process (% of one core) the orchestrator, each worker, valkey and this bench client, with
   each one's main thread (its event loop);
@@ -66,6 +69,34 @@ SYNTHESIS_THREADS = 2  # the worker's default (segments at once)
 
 def pct(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 1) if values else None
+
+
+LAG_METRIC = "voicefleet_event_loop_lag_seconds"
+
+
+def lag_buckets(metrics_text: str) -> dict[float, float]:
+    """The orchestrator's event-loop lag histogram: upper bound (s) -> cumulative count."""
+    buckets: dict[float, float] = {}
+    for line in metrics_text.splitlines():
+        if line.startswith(f"{LAG_METRIC}_bucket{{"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[float(bound)] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def lag_summary(before: dict[float, float], after: dict[float, float]) -> dict[str, Any]:
+    """Between two scrapes: how many 100 ms timers fired, the share that fired over 50 ms
+    late, and the bucket bound the 95th percentile lies under (ms)."""
+    delta = {bound: after[bound] - before.get(bound, 0.0) for bound in sorted(after)}
+    total = delta.get(float("inf"), 0.0)
+    if not total:
+        return {"loop_lag_timers": 0, "loop_lag_over_50ms": None, "loop_lag_ms_p95_under": None}
+    p95 = next(bound for bound, count in delta.items() if count >= 0.95 * total)
+    return {
+        "loop_lag_timers": int(total),
+        "loop_lag_over_50ms": round(1 - delta[0.05] / total, 3),
+        "loop_lag_ms_p95_under": None if p95 == float("inf") else round(p95 * 1000),
+    }
 
 
 def summarize(load: Load, usage: dict[str, Any]) -> dict[str, Any]:
@@ -160,6 +191,12 @@ def print_tables(workers: int, mode: str, rows: list[dict[str, Any]]) -> None:
     title = f"{workers} worker(s), {mode}"
     print_latency(title, rows)
     print_usage(title, rows)
+    lags = [
+        f"N={r['sessions']}: {show(r['loop_lag_over_50ms'])} over 50 ms, "
+        f"p95 under {show(r['loop_lag_ms_p95_under'])} ms"
+        for r in rows
+    ]
+    print(f"orchestrator event loop, 100 ms timer fired late: {'; '.join(lags)}")
     busy = [
         f"N={r['sessions']} {r['others_cpu_pct']:.0f} %" for r in rows if r["others_cpu_pct"] > 10
     ]
@@ -212,8 +249,10 @@ def run_workers(count: int, args: argparse.Namespace, clips: list[Clip]) -> list
             for mode in args.modes:
                 for sessions in args.sizes:
                     time.sleep(1.0)
+                    lag_before = lag_buckets(orchestrator.get("/metrics")[1])
                     load = asyncio.run(run_load(url, clips, sessions, mode, args.rounds))
                     row = summarize(load, usage.summary(load.began, load.ended))
+                    row |= lag_summary(lag_before, lag_buckets(orchestrator.get("/metrics")[1]))
                     rows.append(
                         {"workers": count, "piper_threads": threads, "piper": options, **row}
                     )
@@ -244,6 +283,9 @@ def key_figures(rows: list[dict[str, Any]], quick: bool, rounds: int) -> dict[st
                 figures[f"ttfa_ms_p95_at_{n}"] = at[n]["ttfa_ms_p95"] if n in at else None
                 figures[f"underrun_replies_at_{n}"] = at[n]["underrun_replies"] if n in at else None
                 figures[f"errors_at_{n}"] = at[n]["errors"] if n in at else None
+                figures[f"loop_lag_over_50ms_at_{n}"] = (
+                    at[n]["loop_lag_over_50ms"] if n in at else None
+                )
             figures["others_cpu_pct_max"] = max(r["others_cpu_pct"] for r in mine)
             figures["first_exhausted"] = first_reached(mine, LIMITS)
             figures["first_degraded"] = first_reached(mine, SYMPTOMS)

@@ -24,6 +24,7 @@ from voicefleet.fleet.pool import WorkerPool
 from voicefleet.orchestrator.access import AccessToken, access_middleware
 from voicefleet.orchestrator.config import OrchestratorConfig
 from voicefleet.orchestrator.controller import released
+from voicefleet.orchestrator.loop_lag import LoopLag
 from voicefleet.orchestrator.metrics import OrchestratorMetrics
 from voicefleet.orchestrator.responder import Responder, create_responder
 from voicefleet.orchestrator.services import Services
@@ -54,6 +55,7 @@ class Orchestrator:
     transport: WebSocketTransport
     app: web.Application
     wyoming: WyomingServer | None = None
+    loop_lag: asyncio.Task[None] | None = None
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
         """Ready when the ASR model is loaded and at least one worker is routable; the registry's
@@ -197,6 +199,8 @@ async def start(orchestrator: Orchestrator) -> web.AppRunner:
     await runner.setup()
     site = web.TCPSite(runner, config.http.host, config.http.port)
     await site.start()
+    lag = LoopLag(orchestrator.services.metrics.loop_lag_seconds.observe)
+    orchestrator.loop_lag = asyncio.create_task(lag.run())
     log.info(
         "orchestrator listening on http://%s:%d (WebSocket /ws, /healthz, /readyz, /metrics); "
         "%d TTS worker(s) known",
@@ -238,6 +242,10 @@ async def stop(orchestrator: Orchestrator, runner: web.AppRunner) -> None:
     await orchestrator.fleet.close()
     await orchestrator.services.pool.close()
     orchestrator.services.asr.close()
+    if orchestrator.loop_lag is not None:
+        orchestrator.loop_lag.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await orchestrator.loop_lag
 
 
 async def serve(config: OrchestratorConfig, stop_event: asyncio.Event | None = None) -> None:

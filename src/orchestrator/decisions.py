@@ -227,7 +227,9 @@ class TurnCore(SpeakingDecisions, ToolDecisions):
         self._released = (ended.at, text) if early else None
         self._do(TurnEnded("silence" if verdict is None else f"semantic/{verdict.value}"))
         self.turn += 1
-        speech_end_at = now - (ended.decided_at - ended.at)
+        # When the end of speech was decided, less the silence that decided it; not `now`,
+        # which is later when the transcript came after the hangover (TTFA counts that wait).
+        speech_end_at = self._ended_at - (ended.decided_at - ended.at)
         self._do(Measured("endpoint_ms", (ended.decided_at - ended.at) * 1000))
         self._do(Measured("asr_ms", (now - self._ended_at) * 1000))
         self._do(Measured("asr_queue_ms", queued_ms))

@@ -45,6 +45,12 @@ class OrchestratorMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.loop_lag_seconds = Histogram(
+            "voicefleet_event_loop_lag_seconds",
+            "How late the event loop woke a 100 ms timer (every session's audio waits on it)",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0),
+            registry=r,
+        )
         self.ttfa_seconds = Histogram(
             "voicefleet_time_to_first_audio_seconds",
             "End of the person's speech -> first reply audio sent",

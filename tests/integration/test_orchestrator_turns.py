@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import aiohttp
 import numpy as np
@@ -215,6 +216,17 @@ async def test_health_readiness_and_metrics(shared_stack: Stack) -> None:
         "voicefleet_playback_underruns_total",
     ):
         assert name in text, name
+    # The event loop's lag is measured every 100 ms from the start.
+    counts = []
+    for _ in range(50):
+        found = re.search(r"^voicefleet_event_loop_lag_seconds_count (\S+)$", text, re.M)
+        assert found is not None
+        counts.append(float(found.group(1)))
+        if counts[-1] >= 2:
+            break
+        await asyncio.sleep(0.1)
+        text = orchestrator.get("/metrics")[1]
+    assert counts[-1] >= 2, counts
 
 
 def test_token_endpoint_is_off_without_livekit_keys(shared_stack: Stack) -> None:

@@ -113,3 +113,27 @@ def test_symptoms_errors_underruns_and_ttfa() -> None:
     reached = first_reached(rows[:1] + rows[2:], SYMPTOMS)
     assert reached is not None
     assert reached["reached"] == ["errors", "ttfa"]
+
+
+def test_the_loop_lag_between_two_scrapes_comes_from_the_histogram_difference() -> None:
+    from bench.load import lag_buckets, lag_summary
+
+    def scrape(counts: list[int]) -> str:
+        bounds = ["0.005", "0.05", "0.1", "0.2", "+Inf"]
+        lines = ["# HELP voicefleet_event_loop_lag_seconds How late"]
+        lines += [
+            f'voicefleet_event_loop_lag_seconds_bucket{{le="{b}"}} {float(c)}'
+            for b, c in zip(bounds, counts, strict=True)
+        ]
+        lines.append(f"voicefleet_event_loop_lag_seconds_count {float(counts[-1])}")
+        return "\n".join(lines)
+
+    before = lag_buckets(scrape([50, 60, 60, 60, 60]))
+    # 100 timers since: 70 under 5 ms, 10 more under 50 ms, 15 under 100 ms, 5 under 200 ms.
+    after = lag_buckets(scrape([120, 140, 155, 160, 160]))
+    assert lag_summary(before, after) == {
+        "loop_lag_timers": 100,
+        "loop_lag_over_50ms": 0.2,
+        "loop_lag_ms_p95_under": 100,
+    }
+    assert lag_summary(after, after)["loop_lag_timers"] == 0

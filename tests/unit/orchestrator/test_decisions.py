@@ -304,8 +304,24 @@ def test_the_turn_waits_for_a_speculative_transcript_still_running() -> None:
     job = only(script.event(Heard(SpeechPaused(at=script.now, audio=AUDIO))), Transcribe)
     ended = script.event(Heard(SpeechEnded(at=1.0, decided_at=1.6, audio=AUDIO, voiced_s=0.4)))
     assert not of(ended, Transcribe), "the running speculation is the turn's transcript"
+    decided = script.now
+    script.now += 0.3  # the transcript comes 300 ms after the hangover ended
     start = only(script.event(Transcribed(job.job, "Hello.")), StartReply)
     assert isinstance(start, StartReply) and start.committed
+    # Time to first audio counts from the end of speech: the 300 ms wait is in it.
+    assert start.speech_end_at == pytest.approx(decided - 0.6)
+
+
+def test_a_transcript_after_the_hangover_counts_from_the_end_of_speech() -> None:
+    script = Script()
+    _utterance(script)
+    end = script.event(Heard(SpeechEnded(at=1.0, decided_at=1.6, audio=AUDIO, voiced_s=0.4)))
+    decided = script.now
+    script.now += 0.45
+    start = only(script.event(Transcribed(only(end, Transcribe).job, "Hello.")), StartReply)
+    assert isinstance(start, StartReply) and start.speech_end_at == pytest.approx(decided - 0.6)
+    asr = [m.value_ms for m in of(script.actions, Measured) if m.name == "asr_ms"]
+    assert asr == [pytest.approx(450)]
 
 
 def test_an_empty_transcript_is_no_turn_and_asr_failure_is_reported() -> None:
