@@ -36,9 +36,12 @@ PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
         ],
     ),
     (
-        "Barge-in latency",
+        "Barge-in latency and event-loop lag",
         "s",
-        [("p50", P50.format(m="voicefleet_barge_in_seconds"))],
+        [
+            ("barge-in p50", P50.format(m="voicefleet_barge_in_seconds")),
+            ("loop lag p95", P95.format(m="voicefleet_event_loop_lag_seconds")),
+        ],
     ),
     (
         "Reply errors and failovers (per s)",
