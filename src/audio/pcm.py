@@ -21,13 +21,24 @@ def s16le_to_int16(pcm: bytes) -> npt.NDArray[np.int16]:
     return np.frombuffer(pcm, dtype="<i2").astype(np.int16)
 
 
+def int16_to_float(samples: npt.NDArray[np.int16]) -> Samples:
+    """int16 samples as float32 in [-1, 1)."""
+    return (samples.astype(np.float32) / _S16_SCALE).astype(np.float32)
+
+
+def float_to_int16(samples: npt.NDArray[np.floating]) -> npt.NDArray[np.int16]:
+    """Float samples as int16, rounded and clipped to the representable range."""
+    scaled = np.clip(np.rint(samples * _S16_SCALE), -32768, 32767)
+    clipped: npt.NDArray[np.int16] = scaled.astype(np.int16)
+    return clipped
+
+
 def s16le_to_float(pcm: bytes) -> Samples:
     """Decode s16le bytes into float32 samples in [-1, 1)."""
-    return (s16le_to_int16(pcm).astype(np.float32) / _S16_SCALE).astype(np.float32)
+    return int16_to_float(s16le_to_int16(pcm))
 
 
 def float_to_s16le(samples: npt.NDArray[np.floating]) -> bytes:
     """Encode float samples as s16le, clipping to the representable range."""
-    scaled = np.clip(np.rint(samples * _S16_SCALE), -32768, 32767)
-    encoded: bytes = scaled.astype("<i2").tobytes()
+    encoded: bytes = float_to_int16(samples).astype("<i2").tobytes()
     return encoded

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
-
-from voicefleet.audio.pcm import PcmFormatError, float_to_s16le, s16le_to_int16
+from voicefleet.audio.pcm import PcmFormatError, float_to_int16, int16_to_float, s16le_to_int16
 from voicefleet.audio.resample import StreamResampler
 from voicefleet.orchestrator.echo import EchoCanceller
 from voicefleet.orchestrator.protocol import ProtocolError
@@ -57,8 +55,7 @@ class AudioIn:
             raise ProtocolError("odd_length_pcm", str(error)) from None
         if self._resampler.in_rate == VAD_RATE:
             return samples  # already 16 kHz
-        resampled = self._resampler.process(samples.astype(np.float32) / 32768.0)
-        return np.frombuffer(float_to_s16le(resampled), dtype="<i2").astype(np.int16)
+        return float_to_int16(self._resampler.process(int16_to_float(samples)))
 
     def _with_raw_audio(self, event: VadEvent, at: float) -> VadEvent:
         """In a room that does not echo, the utterance as the microphone heard it."""

@@ -27,6 +27,7 @@ from livekit import rtc
 from pydantic import BaseModel, ConfigDict, Field
 
 from voicefleet.audio.format import OUTPUT_SAMPLE_RATE
+from voicefleet.audio.pcm import float_to_int16, s16le_to_float
 from voicefleet.audio.resample import StreamResampler
 from voicefleet.orchestrator.echo_guard import (
     BLOCK,
@@ -119,10 +120,8 @@ class EchoCanceller:
         """One reply frame (48 kHz s16le) left for the client."""
         if self._apm is None:
             return  # no microphone audio yet: nothing to cancel, nothing to keep
-        samples = np.frombuffer(pcm48, dtype="<i2").astype(np.float32) / 32768.0
-        converted = self._resampler.process(samples)
-        pcm = np.clip(np.rint(converted * 32768.0), -32768, 32767).astype(np.int16)
-        self.far_end.play(pcm, self._position)
+        converted = self._resampler.process(s16le_to_float(pcm48))
+        self.far_end.play(float_to_int16(converted), self._position)
 
     def pause(self) -> None:
         """The client was told to pause playback."""

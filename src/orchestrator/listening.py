@@ -21,6 +21,7 @@ import numpy as np
 
 from voicefleet.asr.base import Transcript
 from voicefleet.asr.segments import SegmentOptions, Word
+from voicefleet.audio.pcm import int16_to_float
 from voicefleet.orchestrator.audio_in import AudioIn
 from voicefleet.orchestrator.protocol import TranscriptEvent
 from voicefleet.orchestrator.protocol_tools import TranscriptWord
@@ -142,4 +143,4 @@ def _rounded(value: float | None) -> float | None:
 
 
 def _samples(audio: np.ndarray) -> np.ndarray:
-    return audio.astype(np.float32) / 32768.0
+    return int16_to_float(audio)
