@@ -69,9 +69,12 @@ QUICK_CASES = ("one_word", "no_early_comma", "early_comma", "question", "stream_
 TOKEN_SIZES = (3, 5, 2, 6, 4)
 TOKEN_DELAY_S = 0.02
 REQUEST_TIMEOUT_S = 120.0
-# After STOP the worker finishes the segment it is synthesizing: let it, before the next
-# measurement, so it does not share the CPU with another system's.
-WORKER_SETTLE_S = 0.5
+# Quiet after every measurement, whichever system made it, so that none shares the CPU with
+# the tail of the one before: after STOP the worker finishes the segment it is synthesizing,
+# and ONNX Runtime's threads in wyoming-piper spin on for tens of milliseconds after a run.
+# (With a settle after one system only, the systems' fixed cyclic order had voicefleet always
+# measured right after wyoming-piper, inside that tail.)
+SETTLE_S = 0.5
 WARM_UP = TextCase("warm_up", "Warming up.")
 
 
@@ -161,7 +164,6 @@ class VoicefleetWorker:
             await self.client.control(sid, STOP)
             call.cancel()
             await self.client.end_session(sid)
-        await asyncio.sleep(WORKER_SETTLE_S)
         return Reply((first - began) * 1000)
 
     async def rtf(self) -> float:
@@ -270,6 +272,7 @@ async def measure(
         for case in cases:
             for system in order:
                 replies[system.name][case.name].append(await system.speak(case))
+                await asyncio.sleep(SETTLE_S)
     return replies
 
 

@@ -145,8 +145,10 @@ async def run_tts(
         "worker_piper_options": json.dumps(options),
         "threads": (
             f"onnxruntime intra-op threads {threads} for all three: raw Piper and the worker set "
-            f"it (spinning off, their setting); wyoming-piper has no option for it and runs "
-            f"onnxruntime's default, one per physical core = {threads} (spinning on); its "
+            f"it (idle threads spin in a synthesis that starts while no other runs in the "
+            f"process, and stop when it returns: Piper's `spinning: alone`); wyoming-piper has "
+            f"no option for it and runs onnxruntime's default, one per physical core = "
+            f"{threads} (spinning on, on after each run); its "
             f"process ran {server.threads()} threads in all"
         ),
         "token_stream": (

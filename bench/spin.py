@@ -1,17 +1,19 @@
 """ONNX Runtime thread spinning for Piper: first audio with idle threads spinning or sleeping.
 
-Piper's ONNX session (2 intra-op threads, as the worker runs it) with
-`session.intra_op.allow_spinning` on and off, on texts of four shapes, in two situations:
+Piper (2 intra-op threads, as the worker runs it) with each value of its `spinning` option:
+`off` (idle threads sleep), `always` (they spin while a run lasts: ONNX Runtime's
+`session.intra_op.allow_spinning` with `session.force_spinning_stop`) and `alone` (the
+default: spinning only in a synthesis that starts while no other Piper synthesis runs in the
+process), on texts of four shapes, in two situations:
 - idle: nothing else runs (the best case for spinning: a woken thread finds work at once);
-- loaded: another session's synthesis runs continuously in a second thread, as when two
-  conversations speak at once on one worker (spinning threads then steal the cores the other
-  synthesis needs).
-Both settings are loaded at once and measured in turn, call by call (the order alternating
-each round), with `--gap` seconds of quiet before each call, as a worker waits between
-replies: measured one setting after the other, the second one ran on a machine the first had
-warmed and the comparison followed the order. Time to Piper's first chunk, median of
-`--rounds`. The worker's default (`spin_threads: false` in a Piper model's options) follows
-from these numbers; see docs/performance.md.
+- loaded: another synthesis runs continuously in a second thread, as when two conversations
+  speak at once on one worker (spinning threads then steal the cores the other synthesis
+  needs; `alone` then runs without spinning).
+All settings are loaded at once and measured in turn, call by call (the order reversing each
+round), with `--gap` seconds of quiet before each call, as a worker waits between replies:
+measured one setting after the other, the second one ran on a machine the first had warmed
+and the comparison followed the order. Time to Piper's first chunk, median of `--rounds`.
+The worker's default follows from these numbers; see docs/performance.md.
 
     .venv/bin/python bench/spin.py [--rounds 7] [--json PATH]
 
@@ -43,9 +45,12 @@ TEXTS = [
 OTHER = "This is another conversation, talking at the same time about something else."
 
 
-def adapter(spin: bool) -> PiperAdapter:
+SETTINGS = ("off", "alone", "always")
+
+
+def adapter(spinning: str) -> PiperAdapter:
     piper = PiperAdapter(
-        ModelSpec(id="joe", adapter="piper", options={"threads": 2, "spin_threads": spin})
+        ModelSpec(id="joe", adapter="piper", options={"threads": 2, "spinning": spinning})
     )
     piper.load()
     piper.warm_up()
@@ -78,7 +83,7 @@ def measure(pipers: dict[str, PiperAdapter], rounds: int, gap_s: float) -> Rows:
 
 
 def loaded(pipers: dict[str, PiperAdapter], rounds: int, gap_s: float) -> Rows:
-    other = adapter(False)
+    other = adapter("off")
     stop = threading.Event()
 
     def keep_busy() -> None:
@@ -101,7 +106,7 @@ def main() -> int:
     parser.add_argument("--gap", type=float, default=0.3, help="quiet seconds before each call")
     parser.add_argument("--json", type=Path, help="also write the table here")
     args = parser.parse_args()
-    pipers = {"sleeping": adapter(False), "spinning": adapter(True)}
+    pipers = {name: adapter(name) for name in SETTINGS}
     results: dict[str, dict[str, float]] = {}
     for situation, run in (("idle", measure), ("loaded", loaded)):
         for name, row in run(pipers, args.rounds, args.gap).items():

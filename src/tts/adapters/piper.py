@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
 
@@ -17,7 +19,61 @@ from voicefleet.tts.adapters.base import (
     SynthesisOptions,
     TTSAdapter,
 )
-from voicefleet.tts.errors import ModelNotFound
+from voicefleet.tts.errors import InvalidRequest, ModelNotFound
+
+#: `spinning` option values: ONNX Runtime's idle intra-op threads spin (busy-wait for the next
+#: parallel section) never, only in a synthesis that starts while no other Piper synthesis runs
+#: in this process, or always. Spinning stops as soon as a run returns.
+SPINNING_MODES = ("off", "alone", "always")
+
+
+class _Running:
+    """Piper syntheses running in this process, over every model: a lone one may spin."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+
+    @property
+    def count(self) -> int:
+        """Syntheses running now."""
+        with self._lock:
+            return self._count
+
+    @contextmanager
+    def one(self) -> Iterator[bool]:
+        """Count one synthesis while the block runs; yields whether it started alone."""
+        with self._lock:
+            self._count += 1
+            alone = self._count == 1
+        try:
+            yield alone
+        finally:
+            with self._lock:
+                self._count -= 1
+
+
+RUNNING = _Running()
+
+_arena_lock = threading.Lock()
+_arena_shared = False
+
+
+def _share_cpu_arena() -> None:
+    """Register one CPU memory arena in ONNX Runtime's environment, once per process.
+
+    Sessions that opt in (`session.use_env_allocators`) take their working memory from it
+    instead of from an arena each: a model's two sessions (`spinning: alone`) then hold the
+    largest working set once, not twice (a long sentence grows an arena by ~500 MB).
+    """
+    global _arena_shared
+    with _arena_lock:
+        if _arena_shared:
+            return
+        arena = onnxruntime.OrtAllocatorType.ORT_ARENA_ALLOCATOR
+        memory = onnxruntime.OrtMemoryInfo("Cpu", arena, 0, onnxruntime.OrtMemType.DEFAULT)
+        onnxruntime.create_and_register_allocator(memory, onnxruntime.OrtArenaCfg(0, -1, -1, -1))
+        _arena_shared = True
 
 
 def bundled_voice_path() -> Path:
@@ -48,6 +104,7 @@ class PiperAdapter(TTSAdapter):
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
         self._voice: PiperVoice | None = None
+        self._spinning_voice: PiperVoice | None = None  # runs with idle threads spinning
 
     @property
     def model_path(self) -> Path:
@@ -66,25 +123,60 @@ class PiperAdapter(TTSAdapter):
         for path in (model, config):
             if not path.is_file():
                 raise ModelNotFound(f"Piper model {self.spec.id!r}: file not found: {path}")
+        spinning = self.spinning
+        with config.open(encoding="utf-8") as handle:
+            piper_config = PiperConfig.from_dict(json.load(handle))
+        if spinning != "always":
+            self._voice = PiperVoice(session=self._session(spin=False), config=piper_config)
+        if spinning != "off":
+            self._spinning_voice = PiperVoice(session=self._session(spin=True), config=piper_config)
+
+    @property
+    def spinning(self) -> str:
+        """The `spinning` option (default "alone"), checked."""
+        value = str(self.spec.options.get("spinning", "alone"))
+        if value not in SPINNING_MODES:
+            allowed = ", ".join(SPINNING_MODES)
+            raise InvalidRequest(
+                f"Piper model {self.spec.id!r}: option spinning must be one of {allowed},"
+                f" got {value!r}"
+            )
+        return value
+
+    def _session(self, spin: bool) -> onnxruntime.InferenceSession:
+        """An ONNX Runtime session on the voice with the configured thread count.
+
+        Idle intra-op threads that spin answer the next parallel section at once: idle, Piper's
+        first chunk comes ~15 ms sooner in the worker (bench/spin.py). While another synthesis
+        runs they take the cores it needs, so a spinning session is used only as `spinning`
+        says, and its threads stop spinning as soon as a run returns (they would otherwise
+        spin on for tens of milliseconds, into whatever the process does next).
+        """
+        _share_cpu_arena()
         options = onnxruntime.SessionOptions()
+        options.add_session_config_entry("session.use_env_allocators", "1")
         threads = int(self.spec.options.get("threads", 0))
         if threads > 0:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        # Idle inference threads spin by default, stealing the cores that other sessions, the
-        # event loop and the next segment need; on a small CPU that costs more than it saves.
-        spin = "1" if self.spec.options.get("spin_threads", False) else "0"
-        options.add_session_config_entry("session.intra_op.allow_spinning", spin)
-        with config.open(encoding="utf-8") as handle:
-            piper_config = PiperConfig.from_dict(json.load(handle))
-        session = onnxruntime.InferenceSession(
-            str(model), sess_options=options, providers=["CPUExecutionProvider"]
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        if spin:
+            options.add_session_config_entry("session.force_spinning_stop", "1")
+        return onnxruntime.InferenceSession(
+            str(self.model_path), sess_options=options, providers=["CPUExecutionProvider"]
         )
-        self._voice = PiperVoice(session=session, config=piper_config)
 
     def unload(self) -> None:
-        """Drop the ONNX session."""
+        """Drop the ONNX sessions."""
         self._voice = None
+        self._spinning_voice = None
+
+    def warm_up(self) -> None:
+        """One short synthesis on each session."""
+        for voice in (self._voice, self._spinning_voice):
+            if voice is not None:
+                for _ in self._synthesize(voice, self.warm_up_text, SynthesisOptions()):
+                    pass
 
     def voices(self) -> tuple[str, ...]:
         """Speaker names of a multi-speaker voice (empty for single-speaker voices)."""
@@ -92,7 +184,18 @@ class PiperAdapter(TTSAdapter):
 
     def synthesize(self, text: str, options: SynthesisOptions) -> Iterator[Samples]:
         """One chunk per sentence Piper finds in the segment."""
-        voice = self._require_voice()
+        with RUNNING.one() as alone:
+            yield from self._synthesize(self._pick_voice(alone), text, options)
+
+    def _pick_voice(self, alone: bool) -> PiperVoice:
+        """The spinning session when allowed (always, or started alone), else the quiet one."""
+        if self._spinning_voice is not None and (alone or self._voice is None):
+            return self._spinning_voice
+        return self._require_voice()
+
+    def _synthesize(
+        self, voice: PiperVoice, text: str, options: SynthesisOptions
+    ) -> Iterator[Samples]:
         values = {**{k: float(v) for k, v in self.spec.options.items() if k in self.option_names}}
         values.update(options.values)
         config = SynthesisConfig(
@@ -114,6 +217,7 @@ class PiperAdapter(TTSAdapter):
         return base / speed
 
     def _require_voice(self) -> PiperVoice:
-        if self._voice is None:
+        voice = self._voice or self._spinning_voice
+        if voice is None:
             raise RuntimeError(f"Piper model {self.spec.id!r} is not loaded")
-        return self._voice
+        return voice
