@@ -43,7 +43,7 @@ PLOTS = ROOT / "docs" / "performance"
 
 STEPS: dict[str, tuple[list[str], list[str]]] = {
     # name: (full arguments, quick arguments); --json PATH is added to both
-    "peers": (["bench/peers.py", "--rounds", "5"], ["bench/peers.py", "--quick"]),
+    "peers": (["bench/peers.py", "--rounds", "9"], ["bench/peers.py", "--quick"]),
     "joins": (["bench/joins.py"], ["bench/joins.py", "--quick"]),
     "spin": (["bench/spin.py", "--rounds", "9"], ["bench/spin.py", "--rounds", "3"]),
     "asr_load": (
