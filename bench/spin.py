@@ -8,7 +8,12 @@ process), on texts of four shapes, in two situations:
 - idle: nothing else runs (the best case for spinning: a woken thread finds work at once);
 - loaded: another synthesis runs continuously in a second thread, as when two conversations
   speak at once on one worker (spinning threads then steal the cores the other synthesis
-  needs; `alone` then runs without spinning).
+  needs; `alone` then runs without spinning);
+- worker: a real `voicefleet worker` per setting, idle between requests, timed at its gRPC
+  client from the request to the first frame (STOP after it), as a quiet worker answers a
+  reply's first segment: the same texts, the workers taking turns the same way. (In a
+  process that waits for work, sleeping threads pay a wake-up at every parallel section:
+  spinning matters more there than in a process that has just been busy.)
 All settings are loaded at once and measured in turn, call by call (the order reversing each
 round), with `--gap` seconds of quiet before each call, as a worker waits between replies:
 measured one setting after the other, the second one ran on a machine the first had warmed
@@ -17,21 +22,26 @@ The worker's default follows from these numbers; see docs/performance.md.
 
     .venv/bin/python bench/spin.py [--rounds 7] [--json PATH]
 
-The last line is one JSON object: median first-chunk ms per situation and setting.
+The last line is one JSON object: median first-chunk (first-frame, for the workers) ms per
+situation and setting.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.worker_process import WorkerProcess
+from voicefleet.rpc.tts_client import STOP, TTSClient
 from voicefleet.tts.adapters import ModelSpec
 from voicefleet.tts.adapters.base import SynthesisOptions
 from voicefleet.tts.adapters.piper import PiperAdapter
@@ -100,6 +110,73 @@ def loaded(pipers: dict[str, PiperAdapter], rounds: int, gap_s: float) -> Rows:
         thread.join()
 
 
+async def _first_frame_ms(client: TTSClient, session: str, text: str) -> float:
+    await client.start_session(session)
+    began = time.perf_counter()
+    call = client.synthesize(session, [text])
+    try:
+        await anext(aiter(call))
+        return (time.perf_counter() - began) * 1000
+    finally:
+        await client.control(session, STOP)
+        call.cancel()
+        await client.end_session(session)
+
+
+async def _in_workers(addresses: dict[str, str], rounds: int, gap_s: float) -> Rows:
+    times: dict[tuple[str, str], list[float]] = {}
+    clients = {name: TTSClient(address) for name, address in addresses.items()}
+    try:
+        for client in clients.values():  # the first call pays lazy initialisation
+            await _first_frame_ms(client, "warm-up", "Warming up.")
+        calls = 0
+        for index in range(rounds):
+            order = list(clients.items())
+            for text in TEXTS:
+                for name, client in order if index % 2 else order[::-1]:
+                    await asyncio.sleep(gap_s)
+                    calls += 1
+                    ms = await _first_frame_ms(client, f"spin-{calls}", text)
+                    times.setdefault((name, text), []).append(ms)
+    finally:
+        for client in clients.values():
+            await client.close()
+    return {
+        name: {text: round(statistics.median(times[(name, text)]), 1) for text in TEXTS}
+        for name in addresses
+    }
+
+
+def in_workers(rounds: int, gap_s: float) -> Rows:
+    """Client-side first frame of one idle worker per setting, the workers taking turns."""
+    with tempfile.TemporaryDirectory(prefix="spin-") as tmp:
+        workers = {
+            name: WorkerProcess(
+                Path(tmp),
+                {
+                    "models": [
+                        {
+                            "id": "joe",
+                            "adapter": "piper",
+                            "options": {"threads": 2, "spinning": name},
+                        }
+                    ],
+                    "default_model": "joe",
+                    "registry": {"redis_url": None},
+                },
+            )
+            for name in SETTINGS
+        }
+        try:
+            for worker in workers.values():
+                worker.start()
+            addresses = {name: worker.address for name, worker in workers.items()}
+            return asyncio.run(_in_workers(addresses, rounds, max(gap_s, 0.5)))
+        finally:
+            for worker in workers.values():
+                worker.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
@@ -111,6 +188,9 @@ def main() -> int:
     for situation, run in (("idle", measure), ("loaded", loaded)):
         for name, row in run(pipers, args.rounds, args.gap).items():
             results[f"{situation}, {name}"] = row
+    del pipers
+    for name, row in in_workers(args.rounds, args.gap).items():
+        results[f"worker, {name}"] = row
     print(f"{'':<20}" + "".join(f"{text[:22]:>26}" for text in TEXTS))
     for key, row in results.items():
         print(f"{key:<20}" + "".join(f"{row[text]:>26}" for text in TEXTS))
