@@ -48,7 +48,9 @@ class WorkerMetrics:
         )
         self.queue_depth = Gauge(
             "voicefleet_worker_queue_depth",
-            "Text segments waiting for synthesis, over all streams",
+            "Text segments due and not yet synthesizing: waiting for a synthesis thread, or"
+            " queued in a stream that renders everything at once (not a paced reply's later"
+            " segments waiting for their listener)",
             registry=r,
         )
         self.draining = Gauge(

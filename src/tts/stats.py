@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import statistics
 from collections import deque
+from collections.abc import Callable
 
 from voicefleet.tts.metrics import WorkerMetrics
 
@@ -21,7 +22,12 @@ class WorkerStats:
         metrics: WorkerMetrics | None = None,
     ) -> None:
         self.active_streams = 0
-        self.queue_depth = 0
+        # Segments due and not yet handed to a synthesis thread, kept by the streams that
+        # render everything at once (a paced stream's later segments wait for their listener:
+        # render_ahead_ms); see queue_depth.
+        self.segments_due = 0
+        # Calls waiting for a synthesis thread (the executor's queue), set by the worker.
+        self.waiting_for_thread: Callable[[], int] = lambda: 0
         self.frames_sent = 0
         self.rtf: float | None = None
         self.metrics = metrics or WorkerMetrics()
@@ -29,6 +35,17 @@ class WorkerStats:
         self.metrics.queue_depth.set_function(lambda: self.queue_depth)
         self._smoothing = rtf_smoothing
         self._first_audio_ms: deque[float] = deque(maxlen=window)
+
+    @property
+    def queue_depth(self) -> int:
+        """Segments due and not synthesizing yet: waiting for a synthesis thread, or queued in
+        a stream that renders everything at once (unpaced, or render_ahead_ms null).
+
+        The backlog a router should avoid. A paced reply's later segments, which wait until
+        their listener needs them (render_ahead_ms), are scheduled, not behind: they count only
+        once they wait for a thread.
+        """
+        return self.segments_due + self.waiting_for_thread()
 
     def stream_started(self) -> None:
         """A Synthesize stream began."""

@@ -92,7 +92,8 @@ class SynthesisStream:
         self._first_text_at: float | None = None
         self._first_frame_sent = asyncio.Event()
         self._rendered_s = 0.0  # audio of the segments rendered so far
-        self._waiting = 0  # segments queued, not yet rendering
+        self._waiting = 0  # segments queued, not yet taken by the renderer
+        self._counted = 0  # this stream's share of stats.segments_due
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -133,7 +134,8 @@ class SynthesisStream:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             # Segments never rendered leave the worker's queue with the stream.
-            self._stats.queue_depth -= self._waiting
+            self._stats.segments_due -= self._counted
+            self._counted = 0
             self._stats.stream_ended()
 
     def _fail(self, error: WorkerError) -> None:
@@ -190,9 +192,23 @@ class SynthesisStream:
 
     def _queue_segments(self, segments: list[Segment]) -> None:
         for segment in segments:
-            self._stats.queue_depth += 1
             self._waiting += 1
             self._segments.put_nowait(segment)
+        self._recount()
+
+    def _recount(self) -> None:
+        """Publish how many of this stream's queued segments are due: all of them when it
+        renders everything at once; none when its later segments wait for their listener
+        (render_ahead_ms: each goes to a thread when needed, and waits there if none is free,
+        which `stats.waiting_for_thread` counts)."""
+        due = 0 if self._renders_ahead else self._waiting
+        self._stats.segments_due += due - self._counted
+        self._counted = due
+
+    @property
+    def _renders_ahead(self) -> bool:
+        """Later segments wait until the listener has render_ahead_ms of audio left."""
+        return self._settings.render_ahead_ms is not None and not self.session.unpaced
 
     # -- renderer ------------------------------------------------------------------------
 
@@ -202,8 +218,8 @@ class SynthesisStream:
         span = (0, 0)
         joined = False  # the previous segment stopped mid-sentence: this one goes straight on
         while (segment := await self._segments.get()) is not None:
-            self._stats.queue_depth -= 1
             self._waiting -= 1
+            self._recount()
             if index == 1:
                 # Two cores: let the first frame leave before the next segment takes the CPU.
                 with contextlib.suppress(TimeoutError):

@@ -79,6 +79,7 @@ class Worker:
             name="synth",
             by_deadline=config.synthesis_order == "deadline",
         )
+        self.stats.waiting_for_thread = lambda: self.executor.queued
         self.models = ModelManager(
             {spec.id: spec for spec in config.models},
             config.default_model,

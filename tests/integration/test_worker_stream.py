@@ -389,3 +389,51 @@ async def test_a_paced_reply_renders_its_later_segments_only_as_they_are_needed(
         assert rendered > 30, rendered  # all twelve sentences
     else:
         assert 1.0 < rendered < 12.0, rendered  # the first segment and the next two or three
+
+
+async def test_queue_depth_counts_segments_due_not_those_held_for_later(  # type: ignore[no-untyped-def]
+    start_worker,
+) -> None:
+    """The load a router ranks workers by: first segments waiting for the one synthesis thread
+    count; a paced reply's later segments, held until its listener needs them, do not."""
+    worker = start_worker(
+        models=[{"id": "mock", "adapter": "mock", "options": {"rtf": 0.5}}],
+        default_model="mock",
+        synthesis_threads=1,
+        render_ahead_ms=2000,
+    )
+    sentence = "This sentence is long enough to take a while to render on the worker. "
+    async with TTSClient(worker.address) as tts:
+
+        async def depth() -> int:
+            return (await tts.get_capabilities()).load.queue_depth
+
+        # Three replies at once: one renders (~2.5 s), the other two first segments wait.
+        calls = []
+        for index in range(3):
+            await tts.start_session(f"due-{index}")
+            calls.append(tts.synthesize(f"due-{index}", [sentence]))
+        readers = [asyncio.create_task(anext(aiter(call))) for call in calls]
+        await asyncio.sleep(0.5)
+        waiting = await depth()
+        for index, call in enumerate(calls):
+            await tts.control(f"due-{index}", STOP)
+            call.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        assert waiting == 2
+
+        # A long paced reply (12 sentences, ~3 s each) one second in: rendered ahead, the rest
+        # waits for its listener; nothing is due.
+        text = " ".join(["Every one of these sentences takes about three seconds to say."] * 12)
+        await asyncio.sleep(3.0)  # the stopped segments finish on the thread
+        await tts.start_session("held")
+        frames = 0
+        async for _frame in tts.synthesize("held", [text]):
+            frames += 1
+            if frames == 50:
+                held = await depth()
+                break
+        await tts.control("held", STOP)
+        assert frames == 50 and held == 0
+        await asyncio.sleep(0.3)
+        assert await depth() == 0
