@@ -695,7 +695,10 @@ class WorkerLoad(_message.Message):
     active_streams: _builtins.int
     """Synthesize streams running now."""
     queue_depth: _builtins.int
-    """Text segments waiting to be synthesized."""
+    """Text segments due and not yet synthesizing: waiting for a synthesis thread, or queued in a
+    stream that renders everything at once. A paced reply's later segments, which wait until
+    their listener needs them (render_ahead_ms), count only once they wait for a thread.
+    """
     rtf: _builtins.float
     """Measured real-time factor (compute seconds per audio second); 0 before any synthesis."""
     first_audio_ms_p50: _builtins.float
