@@ -16,12 +16,14 @@ import base64
 import contextlib
 import functools
 import io
+import ipaddress
 import itertools
 import os
 import re
 import shlex
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,8 @@ from voicefleet.tts.worker import STOP_GRACE_S
 
 K8S = REPO / "deploy" / "k8s"
 OVERLAYS = ("dev", "production")
+# The dev overlay with the opt-in Wyoming component added, as docs/wyoming.md tells an operator.
+WYOMING = "dev+wyoming"
 KUBERNETES_VERSION = "1.31"
 KUBECTL = Path(sys.executable).parent / "kubectl"
 NAMESPACE = "voicefleet"
@@ -57,6 +61,7 @@ OPERATOR_SECRETS = {
         "voicefleet-tls": {"tls.crt", "tls.key"},
     },
     "dev": {},
+    WYOMING: {},
 }
 FAKE_SECRET_VALUES = {
     "url": "redis://:registry-password@redis.internal.example:6379/0",
@@ -84,7 +89,24 @@ def kubectl_kustomize(path: Path) -> list[dict[str, Any]]:
 @functools.cache
 def rendered(overlay: str) -> tuple[dict[str, Any], ...]:
     """Every object the overlay renders."""
+    if overlay == WYOMING:
+        return tuple(kubectl_kustomize(with_wyoming()))
     return tuple(kubectl_kustomize(K8S / "overlays" / overlay))
+
+
+def with_wyoming() -> Path:
+    """An overlay of the dev overlay plus components/wyoming, written to a temp dir (kustomize
+    takes only relative paths to other kustomizations)."""
+    root = Path(tempfile.mkdtemp(prefix="k8s-wyoming-"))
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "namespace": NAMESPACE,
+        "resources": [os.path.relpath(K8S / "overlays" / "dev", root)],
+        "components": [os.path.relpath(K8S / "components" / "wyoming", root)],
+    }
+    (root / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    return root
 
 
 def objects(overlay: str, kind: str) -> list[dict[str, Any]]:
@@ -267,7 +289,7 @@ def test_kubectl_runs_here() -> None:
     assert done.returncode == 0 and "Kustomize Version" in done.stdout, done.stderr
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", [*OVERLAYS, WYOMING])
 def test_every_object_is_valid_kubernetes(overlay: str) -> None:
     problems = []
     for item in rendered(overlay):
@@ -314,7 +336,7 @@ def test_the_overlays_have_every_part() -> None:
         assert all(len(b) == 1 for b in budgets), budgets
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", [*OVERLAYS, WYOMING])
 def test_containers_keep_the_entrypoint_and_parse_with_the_real_cli(overlay: str) -> None:
     for name in voicefleet_deployments(overlay):
         spec = templates(overlay)[name]["spec"]["containers"][0]
@@ -444,7 +466,7 @@ def test_a_worker_has_time_to_drain_and_upgrades_surge_first(
         assert str(rolling["maxSurge"]) not in ("0", "0%"), f"{name}: {rolling}"
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", [*OVERLAYS, WYOMING])
 def test_services_select_pods_with_their_target_ports(overlay: str) -> None:
     for service in objects(overlay, "Service"):
         name = service["metadata"]["name"]
@@ -456,7 +478,7 @@ def test_services_select_pods_with_their_target_ports(overlay: str) -> None:
                 port_number(templates(overlay)[deployment], port.get("targetPort", port["port"]))
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", [*OVERLAYS, WYOMING])
 def test_network_policies_select_real_pods_and_ports(overlay: str) -> None:
     policies = {p["metadata"]["name"]: p for p in objects(overlay, "NetworkPolicy")}
     for name, policy in policies.items():
@@ -545,3 +567,31 @@ def test_the_ingress_serves_the_orchestrators_public_routes_over_tls(
             served |= covers
     assert "/metrics" not in served
     assert served == routes - {"/metrics"}
+
+
+def test_wyoming_is_served_only_with_its_component_and_only_to_the_allowed_network(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Off in every overlay; with deploy/k8s/components/wyoming the orchestrator listens on all
+    addresses at its `wyoming` port, a Service publishes that port keeping clients' addresses,
+    and the NetworkPolicy lets in exactly the networks allowed_addresses admits."""
+    for overlay in OVERLAYS:
+        assert "wyoming" not in container_ports(templates(overlay)["orchestrator"])
+    launched, _root = launch_pod(WYOMING, "orchestrator", tmp_path, monkeypatch)
+    wyoming = launched.config.transport.wyoming
+    pod = templates(WYOMING)["orchestrator"]
+    assert wyoming.enabled
+    host, port = wyoming.uri.removeprefix("tcp://").rsplit(":", 1)
+    assert host == "0.0.0.0"
+    assert container_ports(pod) == {"http": launched.config.http.port, "wyoming": int(port)}
+    service = named(WYOMING, "Service", "orchestrator-wyoming")["spec"]
+    assert selected(WYOMING, {"matchLabels": service["selector"]}) == ["orchestrator"]
+    assert [port_number(pod, p["targetPort"]) for p in service["ports"]] == [int(port)]
+    assert service["type"] == "LoadBalancer" and service["externalTrafficPolicy"] == "Local"
+    policy = named(WYOMING, "NetworkPolicy", "orchestrator-wyoming")["spec"]
+    assert selected(WYOMING, policy["podSelector"]) == ["orchestrator"]
+    (rule,) = policy["ingress"]
+    assert [port_number(pod, p["port"]) for p in rule["ports"]] == [int(port)]
+    let_in = sorted(ipaddress.ip_network(peer["ipBlock"]["cidr"]) for peer in rule["from"])
+    allowed = sorted(ipaddress.ip_network(address) for address in wyoming.allowed_addresses)
+    assert let_in and let_in == allowed, (let_in, allowed)
