@@ -147,7 +147,7 @@ class PiperAdapter(TTSAdapter):
         """An ONNX Runtime session on the voice with the configured thread count.
 
         Idle intra-op threads that spin answer the next parallel section at once: idle, Piper's
-        first frame comes 5-11 ms sooner in an idle worker (bench/spin.py). While another synthesis
+        first frame comes 1-11 ms sooner in an idle worker (bench/spin.py). While another synthesis
         runs they take the cores it needs, so a spinning session is used only as `spinning`
         says, and its threads stop spinning as soon as a run returns (they would otherwise
         spin on for tens of milliseconds, into whatever the process does next).
