@@ -312,7 +312,7 @@ def main() -> int:
     )
     parser.add_argument(
         "--piper-options",
-        help="more Piper model options, JSON (e.g. '{\"spin_threads\": true}')",
+        help='more Piper model options, JSON (e.g. \'{"spinning": "off"}\')',
     )
     parser.add_argument(
         "--worker", help='worker settings, JSON (e.g. \'{"synthesis_order": "arrival"}\')'

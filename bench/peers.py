@@ -59,7 +59,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--only", choices=("tts", "asr"), help="run one side only")
     parser.add_argument("--json", type=Path, help="also write every figure and row here")
     parser.add_argument(
-        "--piper-options", help="more worker Piper options, JSON (e.g. '{\"spin_threads\": true}')"
+        "--piper-options", help='more worker Piper options, JSON (e.g. \'{"spinning": "off"}\')'
     )
     parser.add_argument("--texts", help="only these TTS texts, by name (comma-separated)")
     args = parser.parse_args()

@@ -258,6 +258,12 @@ class WorkerConfig(_Section):
                         f"voice {voice!r} is named by two models: {owners[voice]!r} and {spec.id!r}"
                     )
                 owners[voice] = spec.id
+        from voicefleet.tts.adapters import adapter_class
+
+        for spec in self.models:
+            found = adapter_class(spec.adapter)
+            if found is not None:  # an unknown adapter is refused when the model loads
+                found.check_options(spec)
         return self
 
     def address(self, bound_port: int) -> str:

@@ -62,9 +62,9 @@ class DeadlineExecutor(Executor):
 
     @property
     def queued(self) -> int:
-        """Calls waiting for a thread."""
+        """Calls waiting for a thread (not those cancelled meanwhile: a stopped stream's)."""
         with self._ready:
-            return len(self._queue)
+            return sum(1 for item in self._queue if not item.future.cancelled())
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """Run `fn` when a thread is free, due now."""

@@ -12,6 +12,7 @@ NetworkPolicies, disruption budgets, autoscalers and the Ingress must point at t
 
 from __future__ import annotations
 
+import atexit
 import base64
 import contextlib
 import functools
@@ -21,6 +22,7 @@ import itertools
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -98,6 +100,7 @@ def with_wyoming() -> Path:
     """An overlay of the dev overlay plus components/wyoming, written to a temp dir (kustomize
     takes only relative paths to other kustomizations)."""
     root = Path(tempfile.mkdtemp(prefix="k8s-wyoming-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",

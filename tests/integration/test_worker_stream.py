@@ -395,7 +395,8 @@ async def test_queue_depth_counts_segments_due_not_those_held_for_later(  # type
     start_worker,
 ) -> None:
     """The load a router ranks workers by: first segments waiting for the one synthesis thread
-    count; a paced reply's later segments, held until its listener needs them, do not."""
+    count, and so does an unpaced reply's backlog; a paced reply's later segments, held until
+    its listener needs them, do not."""
     worker = start_worker(
         models=[{"id": "mock", "adapter": "mock", "options": {"rtf": 0.5}}],
         default_model="mock",
@@ -403,37 +404,55 @@ async def test_queue_depth_counts_segments_due_not_those_held_for_later(  # type
         render_ahead_ms=2000,
     )
     sentence = "This sentence is long enough to take a while to render on the worker. "
+    long_text = " ".join(["Every one of these sentences takes about three seconds to say."] * 12)
     async with TTSClient(worker.address) as tts:
 
         async def depth() -> int:
             return (await tts.get_capabilities()).load.queue_depth
 
-        # Three replies at once: one renders (~2.5 s), the other two first segments wait.
+        async def reaches(wanted: int) -> int:
+            """The depth once it is `wanted` (TimeoutError after 20 s)."""
+            seen = await depth()
+            async with asyncio.timeout(20):
+                while seen != wanted:
+                    await asyncio.sleep(0.05)
+                    seen = await depth()
+            return seen
+
+        # Three paced replies at once: one renders, each of the others has a segment waiting
+        # for the thread; none of their later segments counts.
         calls = []
         for index in range(3):
             await tts.start_session(f"due-{index}")
             calls.append(tts.synthesize(f"due-{index}", [sentence]))
         readers = [asyncio.create_task(anext(aiter(call))) for call in calls]
-        await asyncio.sleep(0.5)
-        waiting = await depth()
+        assert await reaches(2) == 2
+        for _ in range(10):  # and it stays there while they take turns
+            assert await depth() <= 2
+            await asyncio.sleep(0.05)
         for index, call in enumerate(calls):
             await tts.control(f"due-{index}", STOP)
             call.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
-        assert waiting == 2
+        assert await reaches(0) == 0  # stopped: what they had waiting left the count
 
-        # A long paced reply (12 sentences, ~3 s each) one second in: rendered ahead, the rest
-        # waits for its listener; nothing is due.
-        text = " ".join(["Every one of these sentences takes about three seconds to say."] * 12)
-        await asyncio.sleep(3.0)  # the stopped segments finish on the thread
+        # A long paced reply one second in: rendered ahead, the rest waits for its listener.
         await tts.start_session("held")
         frames = 0
-        async for _frame in tts.synthesize("held", [text]):
+        async for _frame in tts.synthesize("held", [long_text]):
             frames += 1
             if frames == 50:
                 held = await depth()
                 break
         await tts.control("held", STOP)
         assert frames == 50 and held == 0
-        await asyncio.sleep(0.3)
-        assert await depth() == 0
+
+        # Unpaced (one-shot speech): every segment is due at once.
+        await tts.start_session("unpaced", unpaced=True)
+        call = tts.synthesize("unpaced", [long_text])
+        await anext(aiter(call))
+        backlog = await depth()
+        await tts.control("unpaced", STOP)
+        call.cancel()
+        assert backlog >= 5, backlog
+        assert await reaches(0) == 0

@@ -21,6 +21,16 @@ def adapter_classes() -> dict[str, type[TTSAdapter]]:
     return found
 
 
+def adapter_class(name: str) -> type[TTSAdapter] | None:
+    """The installed adapter class of one entry-point name (only that one is imported)."""
+    for entry in entry_points(group=ENTRY_POINT_GROUP, name=name):
+        cls = entry.load()
+        if not (isinstance(cls, type) and issubclass(cls, TTSAdapter)):
+            raise TypeError(f"entry point {entry.name!r} ({entry.value}) is not a TTSAdapter")
+        return cls
+    return None
+
+
 def create_adapter(spec: ModelSpec) -> TTSAdapter:
     """Instantiate (not load) the adapter a model spec names."""
     classes = adapter_classes()
@@ -30,4 +40,11 @@ def create_adapter(spec: ModelSpec) -> TTSAdapter:
     return classes[spec.adapter](spec)
 
 
-__all__ = ["ENTRY_POINT_GROUP", "ModelSpec", "TTSAdapter", "adapter_classes", "create_adapter"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "ModelSpec",
+    "TTSAdapter",
+    "adapter_class",
+    "adapter_classes",
+    "create_adapter",
+]

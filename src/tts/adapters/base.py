@@ -89,6 +89,13 @@ class TTSAdapter(ABC):
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
 
+    @classmethod
+    def check_options(cls, spec: ModelSpec) -> None:
+        """Refuse a model's options from the worker config (raise ValueError naming the model
+        and the option); the worker calls it at start-up, before any model loads. The base
+        accepts anything."""
+        return None
+
     @property
     @abstractmethod
     def sample_rate(self) -> int:

@@ -19,7 +19,7 @@ from voicefleet.tts.adapters.base import (
     SynthesisOptions,
     TTSAdapter,
 )
-from voicefleet.tts.errors import InvalidRequest, ModelNotFound
+from voicefleet.tts.errors import ModelNotFound
 
 #: `spinning` option values: ONNX Runtime's idle intra-op threads spin (busy-wait for the next
 #: parallel section) never, only in a synthesis that starts while no other Piper synthesis runs
@@ -27,8 +27,31 @@ from voicefleet.tts.errors import InvalidRequest, ModelNotFound
 SPINNING_MODES = ("off", "alone", "always")
 
 
+def spinning_mode(spec: ModelSpec) -> str:
+    """A model's `spinning` option, checked; YAML's unquoted off/on (booleans) are accepted."""
+    if "spin_threads" in spec.options:
+        raise ValueError(
+            f"Piper model {spec.id!r}: option spin_threads was replaced by spinning"
+            f" ({', '.join(SPINNING_MODES)})"
+        )
+    value = spec.options.get("spinning", "alone")
+    if isinstance(value, bool):  # `spinning: off` in YAML is False, `on` True
+        value = "always" if value else "off"
+    if value not in SPINNING_MODES:
+        raise ValueError(
+            f"Piper model {spec.id!r}: option spinning must be one of"
+            f" {', '.join(SPINNING_MODES)}, got {value!r}"
+        )
+    return str(value)
+
+
 class _Running:
-    """Piper syntheses running in this process, over every model: a lone one may spin."""
+    """Piper syntheses computing in this process, over every model: a lone one may spin.
+
+    A synthesis counts while Piper computes a chunk, not while its generator waits at a yield
+    for its consumer: a generator left suspended (a stopped stream, an exception held in a
+    traceback) cannot keep the count up and turn spinning off for good.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -123,7 +146,7 @@ class PiperAdapter(TTSAdapter):
         for path in (model, config):
             if not path.is_file():
                 raise ModelNotFound(f"Piper model {self.spec.id!r}: file not found: {path}")
-        spinning = self.spinning
+        spinning = spinning_mode(self.spec)
         with config.open(encoding="utf-8") as handle:
             piper_config = PiperConfig.from_dict(json.load(handle))
         if spinning != "always":
@@ -131,17 +154,10 @@ class PiperAdapter(TTSAdapter):
         if spinning != "off":
             self._spinning_voice = PiperVoice(session=self._session(spin=True), config=piper_config)
 
-    @property
-    def spinning(self) -> str:
-        """The `spinning` option (default "alone"), checked."""
-        value = str(self.spec.options.get("spinning", "alone"))
-        if value not in SPINNING_MODES:
-            allowed = ", ".join(SPINNING_MODES)
-            raise InvalidRequest(
-                f"Piper model {self.spec.id!r}: option spinning must be one of {allowed},"
-                f" got {value!r}"
-            )
-        return value
+    @classmethod
+    def check_options(cls, spec: ModelSpec) -> None:
+        """`spinning` must be off, alone or always (the worker checks it at start-up)."""
+        spinning_mode(spec)
 
     def _session(self, spin: bool) -> onnxruntime.InferenceSession:
         """An ONNX Runtime session on the voice with the configured thread count.
@@ -175,17 +191,26 @@ class PiperAdapter(TTSAdapter):
         """One short synthesis on each session."""
         for voice in (self._voice, self._spinning_voice):
             if voice is not None:
-                for _ in self._synthesize(voice, self.warm_up_text, SynthesisOptions()):
-                    pass
+                with RUNNING.one():  # a RELOAD warms up beside running syntheses
+                    for _ in self._synthesize(voice, self.warm_up_text, SynthesisOptions()):
+                        pass
 
     def voices(self) -> tuple[str, ...]:
         """Speaker names of a multi-speaker voice (empty for single-speaker voices)."""
         return tuple(self._require_voice().config.speaker_id_map)
 
     def synthesize(self, text: str, options: SynthesisOptions) -> Iterator[Samples]:
-        """One chunk per sentence Piper finds in the segment."""
-        with RUNNING.one() as alone:
-            yield from self._synthesize(self._pick_voice(alone), text, options)
+        """One chunk per sentence Piper finds in the segment; the session is chosen when the
+        first one starts (spinning if no other Piper synthesis is computing then)."""
+        chunks: Iterator[Samples] | None = None
+        while True:
+            with RUNNING.one() as alone:
+                if chunks is None:
+                    chunks = self._synthesize(self._pick_voice(alone), text, options)
+                chunk = next(chunks, None)
+            if chunk is None:
+                return
+            yield chunk
 
     def _pick_voice(self, alone: bool) -> PiperVoice:
         """The spinning session when allowed (always, or started alone), else the quiet one."""

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
+import yaml
 from piper import PiperVoice
+from pydantic import ValidationError
 
 from voicefleet.tts.adapters import ModelSpec
 from voicefleet.tts.adapters.base import SynthesisOptions
-from voicefleet.tts.adapters.piper import RUNNING, PiperAdapter
-from voicefleet.tts.errors import InvalidRequest
+from voicefleet.tts.adapters.piper import RUNNING, PiperAdapter, spinning_mode
+from voicefleet.tts.config import WorkerConfig
 
 
 def _adapter(spinning: str | None) -> PiperAdapter:
@@ -67,18 +68,28 @@ def test_by_default_the_spinning_session_stops_spinning_when_a_run_returns() -> 
     assert _config(quiet, "session.use_env_allocators") == "1"
 
 
-def test_a_synthesis_alone_spins_and_one_started_beside_it_does_not() -> None:
+def test_a_synthesis_alone_spins_and_one_started_while_another_computes_does_not() -> None:
     adapter = _adapter("alone")
     used = _record_sessions(adapter)
-    first: Iterator[object] = adapter.synthesize("First sentence here.", SynthesisOptions())
-    next(first)  # running: suspended inside its synthesis
-    assert RUNNING.count == 1
-    beside = list(adapter.synthesize("Second.", SynthesisOptions()))
-    list(first)
-    assert beside and RUNNING.count == 0
-    later = list(adapter.synthesize("Third.", SynthesisOptions()))
-    assert later
+    assert list(adapter.synthesize("First.", SynthesisOptions()))
+    with RUNNING.one():  # another synthesis is computing (another model, another thread)
+        assert list(adapter.synthesize("Second.", SynthesisOptions()))
+    assert list(adapter.synthesize("Third.", SynthesisOptions()))
     assert used == ["spinning", "quiet", "spinning"]
+    assert RUNNING.count == 0
+
+
+def test_a_generator_waiting_at_a_yield_does_not_count() -> None:
+    """Only computing counts: a synthesis suspended between chunks (its consumer busy, or a
+    stopped stream's generator kept alive by a traceback) cannot turn spinning off."""
+    adapter = _adapter("alone")
+    used = _record_sessions(adapter)
+    first = adapter.synthesize("One sentence here. And a second one.", SynthesisOptions())
+    next(first)  # suspended after its first chunk
+    assert RUNNING.count == 0
+    assert list(adapter.synthesize("Beside.", SynthesisOptions()))
+    assert len(list(first)) == 1  # its second sentence, on the session it started on
+    assert used == ["spinning", "spinning"]
 
 
 def test_a_synthesis_of_another_thread_counts_too() -> None:
@@ -110,14 +121,25 @@ def test_off_and_always_load_one_session(mode: str, expected: list[str]) -> None
     assert (adapter._voice is None) == (mode == "always")
     assert (adapter._spinning_voice is None) == (mode == "off")
     used = _record_sessions(adapter)
-    first = adapter.synthesize("First sentence here.", SynthesisOptions())
-    next(first)
-    assert list(adapter.synthesize("Second.", SynthesisOptions()))
-    list(first)
+    assert list(adapter.synthesize("First.", SynthesisOptions()))
+    with RUNNING.one():
+        assert list(adapter.synthesize("Second.", SynthesisOptions()))
     assert used == expected
 
 
-def test_an_unknown_spinning_mode_is_refused_naming_the_choices() -> None:
-    adapter = PiperAdapter(ModelSpec(id="joe", adapter="piper", options={"spinning": "yes"}))
-    with pytest.raises(InvalidRequest, match=r"off, alone, always.*'yes'"):
-        adapter.load()
+@pytest.mark.parametrize(("written", "mode"), [("off", "off"), ("on", "always")])
+def test_yaml_off_and_on_mean_off_and_always(written: str, mode: str) -> None:
+    """Unquoted in YAML they are booleans; the config examples write `spinning: off`."""
+    options = yaml.safe_load(f"spinning: {written}")
+    assert isinstance(options["spinning"], bool)
+    assert spinning_mode(ModelSpec(id="joe", adapter="piper", options=options)) == mode
+
+
+def test_a_bad_spinning_option_stops_the_worker_config_naming_the_choices() -> None:
+    for options, message in (
+        ({"spinning": "yes"}, r"off, alone, always, got 'yes'"),
+        ({"spin_threads": True}, r"spin_threads was replaced by spinning"),
+    ):
+        models = [{"id": "joe", "adapter": "piper", "options": options}]
+        with pytest.raises(ValidationError, match=message):
+            WorkerConfig(models=models, default_model="joe")

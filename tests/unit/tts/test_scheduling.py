@@ -99,3 +99,17 @@ def test_arrival_order_ignores_deadlines() -> None:
         future.result(5)
     assert ran == ["first in", "second in"]
     executor.shutdown()
+
+
+def test_a_cancelled_call_no_longer_counts_as_queued() -> None:
+    """A stopped stream's segment leaves the count at once, not when a thread gets to it."""
+    executor = DeadlineExecutor(1, clock=lambda: 100.0)
+    release = blocked(executor)
+    stopped = executor.submit_due(101.0, lambda: "stopped")
+    waiting = executor.submit_due(102.0, lambda: "waiting")
+    assert executor.queued == 2
+    assert stopped.cancel()
+    assert executor.queued == 1
+    release.set()
+    assert waiting.result(5) == "waiting"
+    assert executor.queued == 0
