@@ -40,8 +40,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.peer_tts import WARM_UP, TextCase, VoicefleetWorker
 from tests.worker_process import WorkerProcess
-from voicefleet.rpc.tts_client import STOP, TTSClient
+from voicefleet.rpc.tts_client import TTSClient
 from voicefleet.tts.adapters import ModelSpec
 from voicefleet.tts.adapters.base import SynthesisOptions
 from voicefleet.tts.adapters.piper import PiperAdapter
@@ -110,34 +111,21 @@ def loaded(pipers: dict[str, PiperAdapter], rounds: int, gap_s: float) -> Rows:
         thread.join()
 
 
-async def _first_frame_ms(client: TTSClient, session: str, text: str) -> float:
-    await client.start_session(session)
-    began = time.perf_counter()
-    call = client.synthesize(session, [text])
-    try:
-        await anext(aiter(call))
-        return (time.perf_counter() - began) * 1000
-    finally:
-        await client.control(session, STOP)
-        call.cancel()
-        await client.end_session(session)
-
-
 async def _in_workers(addresses: dict[str, str], rounds: int, gap_s: float) -> Rows:
     times: dict[tuple[str, str], list[float]] = {}
     clients = {name: TTSClient(address) for name, address in addresses.items()}
+    # The worker as bench/peers.py times it: request to first frame at the client, then STOP.
+    workers = {name: VoicefleetWorker(client) for name, client in clients.items()}
     try:
-        for client in clients.values():  # the first call pays lazy initialisation
-            await _first_frame_ms(client, "warm-up", "Warming up.")
-        calls = 0
+        for worker in workers.values():  # the first call pays lazy initialisation
+            await worker.speak(WARM_UP)
         for index in range(rounds):
-            order = list(clients.items())
+            order = list(workers.items())
             for text in TEXTS:
-                for name, client in order if index % 2 else order[::-1]:
+                for name, worker in order if index % 2 else order[::-1]:
                     await asyncio.sleep(gap_s)
-                    calls += 1
-                    ms = await _first_frame_ms(client, f"spin-{calls}", text)
-                    times.setdefault((name, text), []).append(ms)
+                    reply = await worker.speak(TextCase("spin", text))
+                    times.setdefault((name, text), []).append(reply.first_ms)
     finally:
         for client in clients.values():
             await client.close()

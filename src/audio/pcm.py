@@ -23,7 +23,8 @@ def s16le_to_int16(pcm: bytes) -> npt.NDArray[np.int16]:
 
 def int16_to_float(samples: npt.NDArray[np.int16]) -> Samples:
     """int16 samples as float32 in [-1, 1)."""
-    return (samples.astype(np.float32) / _S16_SCALE).astype(np.float32)
+    scaled: Samples = samples.astype(np.float32) / np.float32(_S16_SCALE)
+    return scaled
 
 
 def float_to_int16(samples: npt.NDArray[np.floating]) -> npt.NDArray[np.int16]:

@@ -20,14 +20,15 @@ class WorkerStats:
         window: int = 200,
         rtf_smoothing: float = 0.2,
         metrics: WorkerMetrics | None = None,
+        waiting_for_thread: Callable[[], int] = lambda: 0,
     ) -> None:
         self.active_streams = 0
         # Segments due and not yet handed to a synthesis thread, kept by the streams that
         # render everything at once (a paced stream's later segments wait for their listener:
         # render_ahead_ms); see queue_depth.
         self.segments_due = 0
-        # Calls waiting for a synthesis thread (the executor's queue), set by the worker.
-        self.waiting_for_thread: Callable[[], int] = lambda: 0
+        # Calls waiting for a synthesis thread (the worker's executor's queue).
+        self.waiting_for_thread = waiting_for_thread
         self.frames_sent = 0
         self.rtf: float | None = None
         self.metrics = metrics or WorkerMetrics()

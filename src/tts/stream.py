@@ -261,7 +261,7 @@ class SynthesisStream:
         """A paced stream's next segment waits until its listener has `render_ahead_ms` of
         audio left (a STOP or a failure ends the wait)."""
         ahead_ms = self._settings.render_ahead_ms
-        if ahead_ms is None or self.session.unpaced:
+        if ahead_ms is None or not self._renders_ahead:
             return
         # Paused, the listener plays nothing: this keeps waiting. A STOP cancels the task.
         while True:

@@ -73,13 +73,14 @@ class Worker:
         self.started_at = time.time()
         self.port = 0
         self.metrics = WorkerMetrics()
-        self.stats = WorkerStats(metrics=self.metrics)
         self.executor = DeadlineExecutor(
             config.synthesis_threads,
             name="synth",
             by_deadline=config.synthesis_order == "deadline",
         )
-        self.stats.waiting_for_thread = lambda: self.executor.queued
+        self.stats = WorkerStats(
+            metrics=self.metrics, waiting_for_thread=lambda: self.executor.queued
+        )
         self.models = ModelManager(
             {spec.id: spec for spec in config.models},
             config.default_model,

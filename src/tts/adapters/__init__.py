@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 from voicefleet.tts.adapters.base import ModelSpec, TTSAdapter
 from voicefleet.tts.errors import ModelNotFound
@@ -10,24 +10,22 @@ from voicefleet.tts.errors import ModelNotFound
 ENTRY_POINT_GROUP = "voicefleet.tts_adapters"
 
 
+def _load(entry: EntryPoint) -> type[TTSAdapter]:
+    cls = entry.load()
+    if not (isinstance(cls, type) and issubclass(cls, TTSAdapter)):
+        raise TypeError(f"entry point {entry.name!r} ({entry.value}) is not a TTSAdapter")
+    return cls
+
+
 def adapter_classes() -> dict[str, type[TTSAdapter]]:
     """Every installed adapter class by entry-point name."""
-    found: dict[str, type[TTSAdapter]] = {}
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        cls = entry.load()
-        if not (isinstance(cls, type) and issubclass(cls, TTSAdapter)):
-            raise TypeError(f"entry point {entry.name!r} ({entry.value}) is not a TTSAdapter")
-        found[entry.name] = cls
-    return found
+    return {entry.name: _load(entry) for entry in entry_points(group=ENTRY_POINT_GROUP)}
 
 
 def adapter_class(name: str) -> type[TTSAdapter] | None:
     """The installed adapter class of one entry-point name (only that one is imported)."""
     for entry in entry_points(group=ENTRY_POINT_GROUP, name=name):
-        cls = entry.load()
-        if not (isinstance(cls, type) and issubclass(cls, TTSAdapter)):
-            raise TypeError(f"entry point {entry.name!r} ({entry.value}) is not a TTSAdapter")
-        return cls
+        return _load(entry)
     return None
 
 

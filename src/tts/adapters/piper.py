@@ -202,15 +202,13 @@ class PiperAdapter(TTSAdapter):
     def synthesize(self, text: str, options: SynthesisOptions) -> Iterator[Samples]:
         """One chunk per sentence Piper finds in the segment; the session is chosen when the
         first one starts (spinning if no other Piper synthesis is computing then)."""
-        chunks: Iterator[Samples] | None = None
-        while True:
-            with RUNNING.one() as alone:
-                if chunks is None:
-                    chunks = self._synthesize(self._pick_voice(alone), text, options)
-                chunk = next(chunks, None)
-            if chunk is None:
-                return
+        with RUNNING.one() as alone:
+            chunks = self._synthesize(self._pick_voice(alone), text, options)
+            chunk = next(chunks, None)
+        while chunk is not None:
             yield chunk
+            with RUNNING.one():
+                chunk = next(chunks, None)
 
     def _pick_voice(self, alone: bool) -> PiperVoice:
         """The spinning session when allowed (always, or started alone), else the quiet one."""
