@@ -10,8 +10,8 @@ worker runs Piper with 2 inference threads (configs/worker.yaml); two workers on
 run 1 thread each, so the stack asks for no more threads than there are cores either way. The
 orchestrator has its defaults (ASR included) but admits 2 x the largest N + 8 WebSocket
 sessions, with no per-address rate limit (every client is 127.0.0.1); the workers keep theirs:
-`limits.max_sessions` 16 each, and the orchestrator holds one worker session per WebSocket
-session, so one worker cannot give more than 16 clients a voice (`--worker-max-sessions`).
+`limits.max_sessions` 64 each (the orchestrator holds one worker session per WebSocket session,
+so one worker gives at most that many clients a voice: `--worker-max-sessions`).
 
 Per (workers, mode, N), over every client's turns:
 - TTFA on the client's clock: first reply frame - when the chunk holding the true end of speech

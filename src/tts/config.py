@@ -111,7 +111,10 @@ class RegistryConfig(_Section):
 class LimitsConfig(_Section):
     """What one worker accepts."""
 
-    max_sessions: int = Field(16, ge=1)
+    # A client holds its session across replies (the orchestrator: one per conversation, also
+    # while it listens), so this bounds conversations, not load: the synthesis threads share
+    # the CPU by deadline. 32 conversations on one 2-core worker: bench/load.py.
+    max_sessions: int = Field(64, ge=1)
     max_sessions_per_credential: int | None = Field(
         None, ge=1, description="most sessions one caller (token identity or peer) holds"
     )
@@ -229,6 +232,13 @@ class WorkerConfig(_Section):
     # requests always render at once. null: every segment as soon as the text is in.
     render_ahead_ms: int | None = Field(
         2000, ge=200, description="render a paced reply's next segment this long before it plays"
+    )
+    # Under load, which goes first: a new reply's first segment (its listener waits in silence)
+    # or a started reply's next one (its listener hears a gap if it comes late). The first
+    # segment goes first only while the other's listener has more than this much audio left.
+    # 500 favoured first audio and left gaps mid-reply at 32 sessions (bench/load.py; fixes.md).
+    first_segment_slack_ms: int = Field(
+        1500, ge=0, description="a new reply goes before a started one with more audio left"
     )
     drain_s: float = Field(10.0, ge=0, description="grace for running streams on SIGTERM")
     default_model: str = BUNDLED_PIPER_ID

@@ -5,8 +5,8 @@ new reply's first segment waits behind every other stream's next sentence, altho
 streams have seconds of audio queued at their listeners and the new one has none: under load
 that wait is most of the time to first audio. Each segment therefore carries a deadline (when
 its listener runs out of audio without it; a first segment, with no audio yet, is due within
-half a second: stream.py) and a free thread takes the earliest. Nothing waits while a thread is
-idle; the order only matters in a queue.
+`first_segment_slack_ms`, 1.5 s: stream.py) and a free thread takes the earliest. Nothing
+waits while a thread is idle; the order only matters in a queue.
 
 Plain `submit` (model loads, anything without a deadline) is due now, behind what is already
 overdue.

@@ -36,9 +36,6 @@ from voicefleet.tts.stats import WorkerStats
 
 log = logging.getLogger(__name__)
 _FRAME_S = FRAME_MS / 1000
-# How long a new reply's first segment may wait for a later segment whose listener would
-# otherwise run out of audio sooner (see SynthesisStream._deadline).
-FIRST_SEGMENT_SLACK_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -47,6 +44,9 @@ class StreamSettings:
 
     max_lead_ms: int
     render_ahead_ms: int | None
+    # How long a new reply's first segment may wait for a started reply's next segment whose
+    # listener would otherwise run out of audio sooner (SynthesisStream._deadline).
+    first_segment_slack_s: float
     max_chunk_chars: int
     max_stream_chars: int
     target_lufs: float
@@ -275,13 +275,19 @@ class SynthesisStream:
         return max(0.0, self._rendered_s - self.frames_sent * _FRAME_S)
 
     def _deadline(self, index: int) -> float:
-        """When the listener runs out of audio without segment `index`: now for the first
-        one, else once what was rendered before it and not yet sent has played."""
+        """When the listener runs out of audio without segment `index`: for a later one, once
+        what was rendered before it and not yet sent has played; for the first, the slack.
+
+        A late first segment costs the listener waiting time; a late later one, a gap in
+        speech: a started reply's next segment goes before a new reply's first unless its
+        listener has more than `first_segment_slack_s` of audio left. A reply's first segment
+        is 0.5-1.5 s of speech, so its next one is queued with about that much left: with a
+        slack below that, a burst of new replies (and, under load, they keep coming) overtakes
+        it and the reply stops mid-sentence.
+        """
         now = self._executor.clock()
         if index == 0:
-            # A late first segment costs the listener waiting time; a late later one, a gap in
-            # speech: one about to run dry goes before a new reply's first.
-            return now + FIRST_SEGMENT_SLACK_S
+            return now + self._settings.first_segment_slack_s
         return now + self._unsent_s()
 
     def _new_chain(

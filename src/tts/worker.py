@@ -102,6 +102,7 @@ class Worker:
             StreamSettings(
                 max_lead_ms=config.max_lead_ms,
                 render_ahead_ms=config.render_ahead_ms,
+                first_segment_slack_s=config.first_segment_slack_ms / 1000,
                 max_chunk_chars=config.limits.max_chunk_chars,
                 max_stream_chars=config.limits.max_stream_chars,
                 target_lufs=config.loudness.target_lufs,

@@ -165,7 +165,7 @@ async def test_status_table_and_json_list_workers_with_voices_models_and_skipped
     mock_row = next(line for line in lines if line.startswith("cli-mock "))
     piper_row = next(line for line in lines if line.startswith("cli-piper "))
     assert shared_fleet.mock.address in mock_row and "mock*, mock2" in mock_row
-    assert " beep " in mock_row and "0/16" in mock_row
+    assert " beep " in mock_row and "0/64" in mock_row
     assert f"{PIPER['id']}*" in piper_row and " joe " in piper_row
     assert "broken: not_json: not JSON" in table.out
 

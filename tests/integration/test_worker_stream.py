@@ -359,6 +359,52 @@ async def test_a_new_reply_overtakes_segments_other_streams_do_not_need_yet(  # 
         assert first_frames["new"] > 1.0, first_frames
 
 
+@pytest.mark.parametrize("slack_ms", [1500, 500])
+async def test_a_started_reply_keeps_speaking_through_a_burst_of_new_ones(  # type: ignore[no-untyped-def]
+    start_worker, slack_ms: int
+) -> None:
+    """One synthesis thread. A reply plays its first sentence (~1.1 s) while another stream's
+    segment holds the thread and its second sentence waits; four new replies arrive. With the
+    default slack its second sentence goes next and it speaks on without a gap; with 500 ms
+    (the control) the new replies' first segments go before it and it stops mid-reply."""
+    worker = start_worker(
+        models=[{"id": "mock", "adapter": "mock", "options": {"rtf": 0.2}}],
+        default_model="mock",
+        synthesis_threads=1,
+        first_segment={"mode": "sentence"},
+        first_segment_slack_ms=slack_ms,
+    )
+    async with TTSClient(worker.address) as tts:
+        for sid in ("reply", "busy", *(f"new-{i}" for i in range(4))):
+            await tts.start_session(sid)
+        arrivals: list[float] = []
+        started = asyncio.Event()
+
+        async def speak(sid: str, text: str, times: list[float] | None = None) -> None:
+            async for frame in tts.synthesize(sid, [text]):
+                if times is not None:
+                    times.append(time.perf_counter())
+                    started.set()
+                if frame.final:
+                    break
+
+        # "One two three." ~1.1 s of mock speech, rendered in ~0.2 s; then "busy" (~2 s of
+        # speech, ~0.4 s) takes the thread while "Four five six seven." waits for it.
+        reply = asyncio.create_task(speak("reply", "One two three. Four five six seven.", arrivals))
+        await asyncio.sleep(0.05)
+        busy = asyncio.create_task(speak("busy", "Several words that hold the thread a while."))
+        await started.wait()
+        new = [speak(f"new-{i}", "Hello there my friend.") for i in range(4)]
+        await asyncio.gather(reply, busy, *new)
+    # Playout from the first frame's arrival (plus a 150 ms buffer, generous for a loaded
+    # machine): how late the latest frame was.
+    late_s = max(at - (arrivals[0] + 0.15 + 0.02 * i) for i, at in enumerate(arrivals))
+    if slack_ms == 1500:
+        assert late_s <= 0, f"a gap of {late_s * 1000:.0f} ms mid-reply"
+    else:
+        assert late_s > 0.2, late_s  # the control: four first segments went before it
+
+
 @pytest.mark.parametrize("render_ahead_ms", [2000, None])
 async def test_a_paced_reply_renders_its_later_segments_only_as_they_are_needed(  # type: ignore[no-untyped-def]
     start_worker, render_ahead_ms: int | None
