@@ -238,7 +238,7 @@ class WorkerConfig(_Section):
     # segment goes first only while the other's listener has more than this much audio left.
     # 500 favoured first audio and left gaps mid-reply at 32 sessions (bench/load.py; fixes.md).
     first_segment_slack_ms: int = Field(
-        1500, ge=0, description="a new reply goes before a started one with more audio left"
+        1500, ge=0, le=10_000, description="a new reply's first segment is due within this"
     )
     drain_s: float = Field(10.0, ge=0, description="grace for running streams on SIGTERM")
     default_model: str = BUNDLED_PIPER_ID

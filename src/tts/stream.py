@@ -91,6 +91,7 @@ class SynthesisStream:
         self._error: WorkerError | None = None
         self._first_text_at: float | None = None
         self._first_frame_sent = asyncio.Event()
+        self._first_sent_at: float | None = None  # the executor's clock
         self._rendered_s = 0.0  # audio of the segments rendered so far
         self._waiting = 0  # segments queued, not yet taken by the renderer
         self._counted = 0  # this stream's share of stats.segments_due
@@ -284,10 +285,17 @@ class SynthesisStream:
         is 0.5-1.5 s of speech, so its next one is queued with about that much left: with a
         slack below that, a burst of new replies (and, under load, they keep coming) overtakes
         it and the reply stops mid-sentence.
+
+        An unpaced stream sends every frame as soon as it is made, so nothing is unsent: its
+        listener is taken to play from the first frame on, in real time, and to run dry once
+        all that was rendered has played. A one-shot request far ahead of real time then
+        yields to a live reply's first segment instead of always going first.
         """
         now = self._executor.clock()
         if index == 0:
             return now + self._settings.first_segment_slack_s
+        if self.session.unpaced and self._first_sent_at is not None:
+            return self._first_sent_at + self._rendered_s
         return now + self._unsent_s()
 
     def _new_chain(
@@ -361,6 +369,7 @@ class SynthesisStream:
                 text_end=item.span[1],
             )
             if self.frames_sent == 0:
+                self._first_sent_at = self._executor.clock()
                 self._first_frame_sent.set()
                 if self._first_text_at is not None:
                     elapsed_ms = (time.perf_counter() - self._first_text_at) * 1000

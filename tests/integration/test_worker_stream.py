@@ -359,6 +359,48 @@ async def test_a_new_reply_overtakes_segments_other_streams_do_not_need_yet(  # 
         assert first_frames["new"] > 1.0, first_frames
 
 
+async def test_a_new_reply_overtakes_one_shot_requests_far_ahead_of_real_time(  # type: ignore[no-untyped-def]
+    start_worker,
+) -> None:
+    """One synthesis thread, three unpaced (one-shot) requests for long texts, each seconds
+    ahead of a listener playing it from its first frame: a live reply's first segment goes
+    before their next segments instead of after every one queued within the slack."""
+    worker = start_worker(
+        models=[{"id": "mock", "adapter": "mock", "options": {"rtf": 0.1}}],
+        default_model="mock",
+        synthesis_threads=1,
+    )
+    sentence = "This sentence is long enough to take a while to render on the worker. "
+    async with TTSClient(worker.address) as tts:
+        sids = [f"one-shot-{i}" for i in range(3)]
+        for sid in sids:
+            await tts.start_session(sid, unpaced=True)
+        await tts.start_session("live")
+        frames = dict.fromkeys(sids, 0)
+
+        async def one_shot(sid: str) -> None:
+            async for frame in tts.synthesize(sid, [sentence * 20]):
+                frames[sid] += 1
+                if frame.final:
+                    break
+
+        busy = [asyncio.create_task(one_shot(sid)) for sid in sids]
+        while min(frames.values()) < 500:  # each ~10 s of audio after ~1.5 s: far ahead
+            await asyncio.sleep(0.02)
+        began = time.perf_counter()
+        async for _frame in tts.synthesize("live", ["Yes, of course."]):
+            first = time.perf_counter() - began
+            break
+        await tts.control("live", STOP)
+        for sid in sids:
+            await tts.control(sid, STOP)
+        await asyncio.gather(*busy, return_exceptions=True)
+    # A segment of `sentence` is ~5 s of mock speech, rendered in ~0.5 s: the live reply waits
+    # for the one rendering at most. Due "now" (as they were), the one-shots' queued segments
+    # would go first for the whole 1.5 s slack.
+    assert first < 0.9, first
+
+
 @pytest.mark.parametrize("slack_ms", [1500, 500])
 async def test_a_started_reply_keeps_speaking_through_a_burst_of_new_ones(  # type: ignore[no-untyped-def]
     start_worker, slack_ms: int
@@ -388,8 +430,8 @@ async def test_a_started_reply_keeps_speaking_through_a_burst_of_new_ones(  # ty
                 if frame.final:
                     break
 
-        # "One two three." ~1.1 s of mock speech, rendered in ~0.2 s; then "busy" (~2 s of
-        # speech, ~0.4 s) takes the thread while "Four five six seven." waits for it.
+        # "One two three." ~1.1 s of mock speech, rendered in ~0.2 s; then "busy" (~2.9 s of
+        # speech, ~0.6 s) takes the thread while "Four five six seven." waits for it.
         reply = asyncio.create_task(speak("reply", "One two three. Four five six seven.", arrivals))
         await asyncio.sleep(0.05)
         busy = asyncio.create_task(speak("busy", "Several words that hold the thread a while."))
