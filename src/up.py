@@ -300,7 +300,7 @@ def _config_port(config: Path | None, fallback: int) -> int:
 def default_worker_configs() -> list[Path | None]:
     """configs/worker.yaml (Piper), and configs/worker-hibari.yaml when the hibari plug-in is
     installed: a fleet of two engines and two voices (joe, heart)."""
-    from voicefleet.tts.adapters import adapter_classes
+    from voicefleet.tts.adapters import adapter_class
 
     # ./configs, else the checkout this package runs from (`up` started from another folder).
     folders = [Path("configs"), Path(__file__).resolve().parents[1] / "configs"]
@@ -309,6 +309,6 @@ def default_worker_configs() -> list[Path | None]:
         return [None]
     found: list[Path | None] = [configs / "worker.yaml"]
     hibari = configs / "worker-hibari.yaml"
-    if hibari.is_file() and "hibari" in adapter_classes():
+    if hibari.is_file() and adapter_class("hibari") is not None:
         found.append(hibari)
     return found

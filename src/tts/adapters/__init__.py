@@ -30,12 +30,12 @@ def adapter_class(name: str) -> type[TTSAdapter] | None:
 
 
 def create_adapter(spec: ModelSpec) -> TTSAdapter:
-    """Instantiate (not load) the adapter a model spec names."""
-    classes = adapter_classes()
-    if spec.adapter not in classes:
-        known = ", ".join(sorted(classes)) or "none installed"
+    """Instantiate (not load) the adapter a model spec names (only its module is imported)."""
+    cls = adapter_class(spec.adapter)
+    if cls is None:
+        known = ", ".join(sorted(adapter_classes())) or "none installed"
         raise ModelNotFound(f"model {spec.id!r}: unknown adapter {spec.adapter!r} (known: {known})")
-    return classes[spec.adapter](spec)
+    return cls(spec)
 
 
 __all__ = [
